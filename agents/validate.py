@@ -1,0 +1,35 @@
+"""Stage 1: validate raw interactions; forward the valid, dead-letter the rest, announce receipt."""
+
+from __future__ import annotations
+
+import faust
+
+from streams.codec import InvalidRecord, dead_letter, decode_interaction, encode
+from streams.contracts import MemoryUpdate
+from streams.settings import Settings
+
+STAGE = "validate"
+
+
+def register(app: faust.App, topics, settings: Settings) -> None:
+    max_chars = settings.worker.max_text_chars
+
+    @app.agent(topics.interactions, name=f"{settings.worker.app_id}.validate")
+    async def validate(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            message = event.message
+            try:
+                record = decode_interaction(event.value, max_text_chars=max_chars)
+            except InvalidRecord as exc:
+                letter = dead_letter(
+                    event.value, exc.reason, stage=STAGE, topic=message.topic,
+                    partition=message.partition, offset=message.offset, key=message.key,
+                )
+                await topics.dead_letters.send(key=message.key, value=encode(letter))
+                continue
+            await topics.validated.send(key=record.key, value=encode(record))
+            update = MemoryUpdate.make(
+                "event_received", record.tenant_id, [record.event_id], record.ts,
+                user_id=record.user_id, session_id=record.session_id,
+            )
+            await topics.memory_updates.send(key=record.key, value=encode(update))

@@ -1,0 +1,172 @@
+"""The client users import: publish events, subscribe to memory updates."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from streams.admin import ensure_topics
+from streams.codec import decode, encode
+from streams.contracts import FeedbackEvent, InteractionEvent, MemoryUpdate
+from streams.settings import KafkaSettings, get_settings
+
+Publishable = InteractionEvent | FeedbackEvent
+
+
+def _coerce(event: Publishable | Mapping[str, Any]) -> Publishable:
+    """Validate a dict into a contract record; bad input raises InvalidRecord before anything is sent."""
+    if isinstance(event, (InteractionEvent, FeedbackEvent)):
+        return event
+    model = FeedbackEvent if "prediction" in event else InteractionEvent
+    return decode(orjson.dumps(dict(event)), model)
+
+
+class Publisher:
+    """Idempotent producer (acks=all) keyed by tenant/session, so each session stays ordered.
+
+    Use as ``async with Publisher() as pub: await pub.publish(event)``.
+    """
+
+    def __init__(self, kafka: KafkaSettings | None = None, *, create_topics: bool = True, linger_ms: int = 5):
+        self.kafka = kafka or get_settings().kafka
+        self._create_topics = create_topics
+        self._producer = AIOKafkaProducer(
+            **self.kafka.client_kwargs(), enable_idempotence=True, acks="all", linger_ms=linger_ms
+        )
+
+    async def __aenter__(self) -> "Publisher":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        if self._create_topics:
+            await ensure_topics(self.kafka)
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    def _topic_for(self, record: Publishable) -> str:
+        topics = self.kafka.topics
+        return topics.feedback if isinstance(record, FeedbackEvent) else topics.interactions
+
+    async def publish(self, event: Publishable | Mapping[str, Any]) -> None:
+        """Validate and send one event; returns once the broker acknowledged it."""
+        record = _coerce(event)
+        await self._producer.send_and_wait(self._topic_for(record), encode(record), key=record.key)
+
+    async def publish_many(self, events: Iterable[Publishable | Mapping[str, Any]]) -> int:
+        """Validate all, then send them pipelined; returns the count once every one is acknowledged."""
+        records = [_coerce(e) for e in events]
+        futures = [await self._producer.send(self._topic_for(r), encode(r), key=r.key) for r in records]
+        await asyncio.gather(*futures)
+        return len(records)
+
+    async def publish_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        """Send bytes as they are (no validation): for tools and tests that exercise dead-lettering."""
+        await self._producer.send_and_wait(topic, value, key=key)
+
+
+class Subscription:
+    """Memory updates as they are announced, optionally filtered by tenant, session and kind.
+
+    ``async with subscribe(...) as updates:`` pins the read position when the block is entered, so nothing
+    published after that is missed; ``async for u in subscribe(...)`` works too (position pinned on first
+    read). Every subscriber reads all partitions (no consumer group). Delivery is at least once:
+    de-duplicate by ``update.update_id``, which is derived from what the update announces.
+    """
+
+    def __init__(
+        self,
+        *,
+        tenant_id: str | None = None,
+        session_id: str | None = None,
+        kinds: Iterable[str] | None = None,
+        from_beginning: bool = False,
+        kafka: KafkaSettings | None = None,
+    ) -> None:
+        self.kafka = kafka or get_settings().kafka
+        self.tenant_id, self.session_id = tenant_id, session_id
+        self.kinds = set(kinds) if kinds else None
+        self.from_beginning = from_beginning
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        if self._consumer is not None:
+            return
+        topic = self.kafka.topics.memory_updates
+        consumer = AIOKafkaConsumer(**self.kafka.client_kwargs(), group_id=None, enable_auto_commit=False)
+        await consumer.start()
+        self._consumer = consumer
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await ensure_topics(self.kafka)
+            partitions = await _wait_partitions(consumer, topic)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        if self.from_beginning:
+            await consumer.seek_to_beginning(*tps)
+        else:
+            await consumer.seek_to_end(*tps)
+        for tp in tps:  # resolve the position now, so nothing published after this point is missed
+            await consumer.position(tp)
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def __aenter__(self) -> "Subscription":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _wanted(self, update: MemoryUpdate) -> bool:
+        return (
+            (self.tenant_id is None or update.tenant_id == self.tenant_id)
+            and (self.session_id is None or update.session_id == self.session_id)
+            and (self.kinds is None or update.kind in self.kinds)
+        )
+
+    async def __aiter__(self) -> AsyncIterator[MemoryUpdate]:
+        await self.start()
+        assert self._consumer is not None
+        async for message in self._consumer:
+            update = decode(message.value, MemoryUpdate)
+            if self._wanted(update):
+                yield update
+
+
+def subscribe(
+    *,
+    tenant_id: str | None = None,
+    session_id: str | None = None,
+    kinds: Iterable[str] | None = None,
+    from_beginning: bool = False,
+    kafka: KafkaSettings | None = None,
+) -> Subscription:
+    """Subscribe to memory updates (see Subscription)."""
+    return Subscription(
+        tenant_id=tenant_id, session_id=session_id, kinds=kinds, from_beginning=from_beginning, kafka=kafka
+    )
+
+
+async def _wait_partitions(consumer: AIOKafkaConsumer, topic: str, timeout: float = 10.0) -> set[int]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public refresh
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return partitions
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"topic {topic} has no partitions after {timeout}s")

@@ -1,0 +1,88 @@
+"""Settings: every config value's one home. Environment variables use the prefix ``MEMSTREAM_``;
+nested groups use ``__`` (e.g. ``MEMSTREAM_EMBEDDER__VARIANT=int8``)."""
+
+from __future__ import annotations
+
+import ssl
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.topics import TopicNames
+
+
+class KafkaSettings(BaseModel):
+    """How to reach the broker, with optional SASL/SSL."""
+
+    bootstrap: str = Field("127.0.0.1:9092", description="host:port[,host:port…] of the Kafka brokers")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    partitions: int = Field(8, ge=1, description="Partitions of every memstream topic (= max parallel workers)")
+    replication_factor: int = Field(1, ge=1)
+    topic_prefix: str = Field("memstream.", description="Prefix of every topic name (one deployment per prefix)")
+
+    @property
+    def topics(self) -> TopicNames:
+        return TopicNames(self.topic_prefix)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.security_protocol not in ("SSL", "SASL_SSL"):
+            return None
+        context = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+        if self.ssl_certfile:
+            context.load_cert_chain(str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None)
+        return context
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for aiokafka producers, consumers and admin clients."""
+        kwargs: dict[str, Any] = {"bootstrap_servers": self.bootstrap, "security_protocol": self.security_protocol}
+        if self.security_protocol.startswith("SASL"):
+            kwargs.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password.get_secret_value() if self.sasl_password else None,
+            )
+        context = self.ssl_context()
+        if context is not None:
+            kwargs["ssl_context"] = context
+        return kwargs
+
+
+class WorkerSettings(BaseModel):
+    """One worker process: identity, state, web port, validation limits."""
+
+    app_id: str = Field("memstream", description="Faust app id = consumer group; one per deployment")
+    state_dir: Path = Field(Path("var/state"), description="RocksDB tables and the embedded store live here")
+    table_store: str = Field("rocksdb://", description="Faust table store: rocksdb:// or memory://")
+    standby_replicas: int = Field(1, ge=0)
+    web_port: int = Field(6066, ge=1, le=65535, description="HTTP API (recall, compensate, get, forget, metrics)")
+    web_host: str = "127.0.0.1"
+    max_text_chars: int = Field(16_384, ge=1, description="Longer event texts are dead-lettered")
+    log_level: str = "info"
+
+
+class Settings(BaseSettings):
+    """All of memstream's configuration."""
+
+    model_config = SettingsConfigDict(env_prefix="MEMSTREAM_", env_nested_delimiter="__", extra="ignore")
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+
+    @property
+    def topics(self) -> TopicNames:
+        return self.kafka.topics
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings read once from the environment."""
+    return Settings()
