@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import faust
 
-from streams.codec import InvalidRecord, dead_letter, decode_interaction, encode
+from agents.dead_letters import reject
+from streams.codec import InvalidRecord, decode_interaction, encode
 from streams.contracts import MemoryUpdate
 from streams.settings import Settings
 
@@ -17,15 +18,10 @@ def register(app: faust.App, topics, settings: Settings) -> None:
     @app.agent(topics.interactions, name=f"{settings.worker.app_id}.validate")
     async def validate(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            message = event.message
             try:
                 record = decode_interaction(event.value, max_text_chars=max_chars)
             except InvalidRecord as exc:
-                letter = dead_letter(
-                    event.value, exc.reason, stage=STAGE, topic=message.topic,
-                    partition=message.partition, offset=message.offset, key=message.key,
-                )
-                await topics.dead_letters.send(key=message.key, value=encode(letter))
+                await reject(topics, event, exc.reason, STAGE)
                 continue
             await topics.validated.send(key=record.key, value=encode(record))
             update = MemoryUpdate.make(

@@ -69,6 +69,13 @@ class WorkerSettings(BaseModel):
     log_level: str = "info"
 
 
+class EmbedStageSettings(BaseModel):
+    """How the embed agent batches: a batch closes at max_batch events or after max_wait_s."""
+
+    max_batch: int = Field(64, ge=1, le=4096)
+    max_wait_s: float = Field(0.05, gt=0, le=10)
+
+
 class Settings(BaseSettings):
     """All of memstream's configuration."""
 
@@ -76,6 +83,7 @@ class Settings(BaseSettings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    embed: EmbedStageSettings = Field(default_factory=EmbedStageSettings)
 
     @property
     def topics(self) -> TopicNames:
