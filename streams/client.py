@@ -137,6 +137,14 @@ class Subscription:
             and (self.kinds is None or update.kind in self.kinds)
         )
 
+    async def poll(self, timeout: float = 1.0, max_records: int = 1000) -> list[MemoryUpdate]:
+        """The updates that arrive within `timeout` seconds (possibly none); safe to call in a loop."""
+        await self.start()
+        assert self._consumer is not None
+        batches = await self._consumer.getmany(timeout_ms=int(timeout * 1000), max_records=max_records)
+        updates = [decode(m.value, MemoryUpdate) for tp in sorted(batches) for m in batches[tp]]
+        return [u for u in updates if self._wanted(u)]
+
     async def __aiter__(self) -> AsyncIterator[MemoryUpdate]:
         await self.start()
         assert self._consumer is not None

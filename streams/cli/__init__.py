@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from streams.cli import core
+from streams.cli import core, demo
 
 app = typer.Typer(help="memstream: streaming memory for AI agents and recommenders.", no_args_is_help=True)
 app.command("worker")(core.worker)
 app.command("publish")(core.publish)
 app.command("tail")(core.tail)
 app.command("topics")(core.topics)
+app.command("demo")(demo.demo)
 
 
 def main() -> None:

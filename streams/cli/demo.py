@@ -1,0 +1,109 @@
+"""`memstream demo`: a local broker, one worker, a sample conversation, and the memory updates it causes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+import orjson
+import typer
+from rich.console import Console
+
+from streams.client import Publisher, subscribe
+from streams.contracts import InteractionEvent, MemoryUpdate
+from streams.settings import get_settings
+
+out = Console()
+
+SAMPLE = "conversation.jsonl"
+QUIET_S = 8.0
+
+
+def _sample(session_id: str) -> list[InteractionEvent]:
+    text = resources.files("streams.samples").joinpath(SAMPLE).read_text()
+    events = []
+    for line in text.splitlines():
+        data = orjson.loads(line)
+        data["session_id"] = session_id
+        data["event_id"] = f"{session_id}-{data['event_id']}"
+        events.append(InteractionEvent.model_validate(data))
+    return events
+
+
+def _ensure_broker(bootstrap: str) -> None:
+    from deploy.kafka import LocalKafka
+    from deploy.kafka.process import port_open
+
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    if port_open(host, int(port)):
+        return
+    if host not in ("127.0.0.1", "localhost"):
+        raise typer.BadParameter(f"no broker answers at {bootstrap}")
+    LocalKafka(port=int(port)).up()
+
+
+def _describe(update: MemoryUpdate) -> str:
+    payload = update.payload
+    if update.kind == "episode_sealed":
+        return f"episode {payload.get('episode_index')} sealed: {len(update.ids)} events — {payload.get('preview', '')}"
+    if update.kind == "episode_opened":
+        return f"episode {payload.get('episode_index')} opened at {update.ids[0] if update.ids else '?'}"
+    return ", ".join(update.ids)
+
+
+async def _run(session_id: str, timeout: float) -> list[MemoryUpdate]:
+    events = _sample(session_id)
+    seen: list[MemoryUpdate] = []
+    async with subscribe(session_id=session_id) as updates:
+        async with Publisher() as pub:
+            await pub.publish_many(events)
+        out.print(f"[bold]published {len(events)} events[/bold] of session {session_id}; memory updates:")
+        started = last = time.monotonic()
+        while time.monotonic() - started < timeout:
+            batch = await updates.poll(timeout=1.0)
+            if not batch:
+                if seen and time.monotonic() - last > QUIET_S:
+                    break
+                continue
+            last = time.monotonic()
+            for update in batch:
+                seen.append(update)
+                out.print(f"  [cyan]{update.kind:<15}[/cyan] {_describe(update)}")
+    return seen
+
+
+def demo(
+    timeout: float = typer.Option(180.0, help="Give up waiting for updates after this many seconds."),
+    state_dir: Path = typer.Option(Path("var/demo"), help="The demo worker's state directory."),
+) -> None:
+    """Start Kafka if needed and a worker, publish a sample conversation, print the memory updates."""
+    settings = get_settings()
+    _ensure_broker(settings.kafka.bootstrap)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log_path = state_dir / "worker.log"
+    env = {**os.environ, "MEMSTREAM_WORKER__STATE_DIR": str(state_dir / "state"), "PYTHONUNBUFFERED": "1"}
+    out.print(f"starting a worker (log: {log_path}) …")
+    with open(log_path, "ab") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        session_id = f"demo-{int(time.time())}"
+        seen = asyncio.run(_run(session_id, timeout))
+        kinds: dict[str, int] = {}
+        for update in seen:
+            kinds[update.kind] = kinds.get(update.kind, 0) + 1
+        out.print("[bold]summary[/bold]: " + ", ".join(f"{k} × {n}" for k, n in sorted(kinds.items())))
+        if not seen:
+            out.print(f"[red]no memory updates arrived; see {log_path}[/red]")
+            raise typer.Exit(1)
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
