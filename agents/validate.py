@@ -7,12 +7,13 @@ import faust
 from agents.dead_letters import reject
 from streams.codec import InvalidRecord, decode_interaction, encode
 from streams.contracts import MemoryUpdate
-from streams.settings import Settings
+from agents.runtime import Runtime
 
 STAGE = "validate"
 
 
-def register(app: faust.App, topics, settings: Settings) -> None:
+def register(app: faust.App, topics, runtime: Runtime) -> None:
+    settings = runtime.settings
     max_chars = settings.worker.max_text_chars
 
     @app.agent(topics.interactions, name=f"{settings.worker.app_id}.validate")

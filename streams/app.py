@@ -11,7 +11,7 @@ from faust.types import TopicT
 
 from streams.settings import Settings, get_settings
 
-STAGES = ("validate",)
+STAGES = ("validate", "embed", "segment", "index", "web")
 """Agent modules under ``agents/`` a worker runs by default, in pipeline order."""
 
 
@@ -86,6 +86,11 @@ def create_app(settings: Settings | None = None, *, stages: tuple[str, ...] | No
         autodiscover=False,
     )
     topics = _topics(app, settings)
+    from agents.runtime import Runtime
+
+    runtime = Runtime(settings)
     for stage in stages or STAGES:
-        importlib.import_module(f"agents.{stage}").register(app, topics, settings)
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
+        importlib.import_module(f"agents.{stage}").register(app, topics, runtime)
     return app

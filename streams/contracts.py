@@ -141,6 +141,29 @@ class MemoryUpdate(_Record):
         return cls(update_id=update_id, kind=kind, tenant_id=tenant_id, ids=ids, ts=ts, **fields)
 
 
+class EpisodeRecord(_Record):
+    """Internal (`episodes` topic): the segmenter opened or sealed an episode; the centroid travels as
+    float32 bytes in the frame (see codec.encode_with_vector), empty for an opened episode."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    kind: Literal["opened", "sealed"]
+    tenant_id: Ident
+    user_id: Ident
+    session_id: Ident
+    episode_index: int = Field(ge=0)
+    event_ids: list[str]
+    start_ts: float
+    end_ts: float
+
+    @property
+    def key(self) -> bytes:
+        return f"{self.tenant_id}/{self.session_id}".encode()
+
+
+CONTROL_KINDS = frozenset({"session_end", "session_idle"})
+"""Interaction kinds that steer segmentation (close the session's open episode) and are not indexed."""
+
+
 class DeadLetter(_Record):
     """A record that could not be processed, with why and where it came from. Nothing is dropped silently."""
 

@@ -11,6 +11,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agents.store.base import StoreConfig
+from models.embedder import EmbedderConfig
+from models.segmenter import SegmentationConfig
 from streams.topics import TopicNames
 
 
@@ -76,6 +79,13 @@ class EmbedStageSettings(BaseModel):
     max_wait_s: float = Field(0.05, gt=0, le=10)
 
 
+class SegmentStageSettings(BaseModel):
+    """When an idle session's open episode is sealed without an explicit `session_end` event."""
+
+    idle_seal_s: float = Field(30.0, gt=0, description="Seal a session's episodes after this many idle seconds")
+    idle_check_s: float = Field(5.0, gt=0, description="How often the worker looks for idle sessions")
+
+
 class Settings(BaseSettings):
     """All of memstream's configuration."""
 
@@ -83,7 +93,11 @@ class Settings(BaseSettings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
     embed: EmbedStageSettings = Field(default_factory=EmbedStageSettings)
+    segment: SegmentStageSettings = Field(default_factory=SegmentStageSettings)
+    segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
 
     @property
     def topics(self) -> TopicNames:

@@ -50,13 +50,14 @@ def _ensure_broker(bootstrap: str) -> None:
 def _describe(update: MemoryUpdate) -> str:
     payload = update.payload
     if update.kind == "episode_sealed":
-        return f"episode {payload.get('episode_index')} sealed: {len(update.ids)} events — {payload.get('preview', '')}"
+        events = payload.get("event_ids", [])
+        return f"episode {payload.get('episode_index')} sealed: {len(events)} events ({events[0]} … {events[-1]})"
     if update.kind == "episode_opened":
-        return f"episode {payload.get('episode_index')} opened at {update.ids[0] if update.ids else '?'}"
+        return f"episode {payload.get('episode_index')} opened at {payload.get('event_ids', ['?'])[0]}"
     return ", ".join(update.ids)
 
 
-async def _run(session_id: str, timeout: float) -> list[MemoryUpdate]:
+async def _run(session_id: str, timeout: float, worker: subprocess.Popen) -> list[MemoryUpdate]:
     events = _sample(session_id)
     seen: list[MemoryUpdate] = []
     async with subscribe(session_id=session_id) as updates:
@@ -65,6 +66,8 @@ async def _run(session_id: str, timeout: float) -> list[MemoryUpdate]:
         out.print(f"[bold]published {len(events)} events[/bold] of session {session_id}; memory updates:")
         started = last = time.monotonic()
         while time.monotonic() - started < timeout:
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker exited with code {worker.returncode}")
             batch = await updates.poll(timeout=1.0)
             if not batch:
                 if seen and time.monotonic() - last > QUIET_S:
@@ -93,7 +96,11 @@ def demo(
                                   env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         session_id = f"demo-{int(time.time())}"
-        seen = asyncio.run(_run(session_id, timeout))
+        try:
+            seen = asyncio.run(_run(session_id, timeout, worker))
+        except RuntimeError as exc:
+            out.print(f"[red]{exc}; see {log_path}[/red]")
+            raise typer.Exit(1) from None
         kinds: dict[str, int] = {}
         for update in seen:
             kinds[update.kind] = kinds.get(update.kind, 0) + 1

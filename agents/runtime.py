@@ -1,0 +1,54 @@
+"""Per-worker shared resources: the memory store (opened once, on the loop) and the embedder (in a thread)."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from agents.store import make_store
+from streams.settings import Settings
+
+if TYPE_CHECKING:
+    from agents.store import EdgeStore, ServerStore
+    from models.embedder import Embedder
+
+
+class Runtime:
+    """What every agent and web view of one worker shares. Nothing here blocks the event loop:
+    the embedder loads and runs in its own thread, the store opens on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._store: EdgeStore | ServerStore | None = None
+        self._store_lock = asyncio.Lock()
+        self._embedder: Embedder | None = None
+        self._embed_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memstream-embed")
+
+    async def store(self) -> EdgeStore | ServerStore:
+        if self._store is None:
+            async with self._store_lock:
+                if self._store is None:
+                    store = make_store(self.settings.store, state_dir=self.settings.worker.state_dir)
+                    await store.open()
+                    self._store = store
+        return self._store
+
+    def _embed_sync(self, texts: list[str]) -> np.ndarray:
+        if self._embedder is None:
+            from models.embedder import Embedder
+
+            self._embedder = Embedder(self.settings.embedder)
+        return self._embedder.embed(texts)
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        """Embed texts in the embedder's thread (one batch at a time)."""
+        return await asyncio.get_running_loop().run_in_executor(self._embed_pool, self._embed_sync, texts)
+
+    async def close(self) -> None:
+        if self._store is not None:
+            await self._store.close()
+            self._store = None
+        self._embed_pool.shutdown(wait=False)

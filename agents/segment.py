@@ -1,0 +1,83 @@
+"""Stage 3: cut each session's embedded events into episodes (models.segmenter), state in a Faust table.
+
+The table holds one SessionState per `tenant/session` (RocksDB + changelog, so a restarted or rebalanced
+worker resumes the session); its size is bounded by ``segmentation.state_bound`` vectors. A session's
+episodes are sealed by the look-ahead, by a `session_end` event, or after `idle_seal_s` idle seconds
+(the worker then sends itself a `session_idle` control record on the session's partition, so every
+state change happens in order inside the stream).
+"""
+
+from __future__ import annotations
+
+import time
+
+import faust
+import numpy as np
+
+from agents.dead_letters import reject
+from agents.runtime import Runtime
+from models.segmenter import EpisodeChange, Segmenter, SessionState
+from streams.codec import InvalidRecord, decode_with_vector, encode_with_vector
+from streams.contracts import CONTROL_KINDS, EpisodeRecord, InteractionEvent
+
+STAGE = "segment"
+
+
+def _episode_record(change: EpisodeChange, event: InteractionEvent) -> EpisodeRecord:
+    return EpisodeRecord(
+        kind=change.kind, tenant_id=event.tenant_id, user_id=event.user_id, session_id=event.session_id,
+        episode_index=change.episode_index, event_ids=list(change.event_ids),
+        start_ts=change.start_ts, end_ts=change.end_ts,
+    )
+
+
+def register(app: faust.App, topics, runtime: Runtime) -> None:
+    settings = runtime.settings
+    segmenter = Segmenter(settings.segmentation)
+    app_id = settings.worker.app_id
+    sessions = app.Table(
+        f"{app_id}-segment-sessions", partitions=settings.kafka.partitions,
+        key_type=bytes, value_type=bytes,
+    )
+    # tenant/session -> "<wall-clock seconds of last event>|<user_id>|<open episode events>"
+    activity = app.Table(
+        f"{app_id}-segment-activity", partitions=settings.kafka.partitions,
+        key_type=bytes, value_type=bytes,
+    )
+    empty = np.zeros(0, np.float32)
+
+    @app.agent(topics.embedded, name=f"{app_id}.segment")
+    async def segment(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            try:
+                record, vector = decode_with_vector(event.value, InteractionEvent)
+            except (InvalidRecord, ValueError) as exc:
+                await reject(topics, event, f"undecodable embedded record: {exc}", STAGE)
+                continue
+            key = record.key
+            raw = sessions.get(key)
+            state = SessionState.from_bytes(raw) if raw else SessionState()
+            if record.kind in CONTROL_KINDS:
+                changes = segmenter.flush(state)
+            else:
+                changes = segmenter.push(state, record.event_id, record.ts, vector, record.text)
+            sessions[key] = state.to_bytes()
+            open_events = len(state) if record.kind not in CONTROL_KINDS else 0
+            activity[key] = f"{time.time():.3f}|{record.user_id}|{open_events}".encode()
+            for change in changes:
+                centroid = change.centroid if change.centroid is not None else empty
+                await topics.episodes.send(key=key, value=encode_with_vector(_episode_record(change, record), centroid))
+
+    @app.timer(interval=settings.segment.idle_check_s)
+    async def seal_idle_sessions() -> None:
+        now = time.time()
+        for key, value in list(activity.items()):
+            seen_at, user_id, open_events = value.decode().split("|")
+            if int(open_events) == 0 or now - float(seen_at) < settings.segment.idle_seal_s:
+                continue
+            tenant_id, session_id = key.decode().split("/", 1)
+            control = InteractionEvent(
+                event_id=f"idle-{int(now)}", tenant_id=tenant_id, user_id=user_id, session_id=session_id,
+                ts=now, kind="session_idle", role="system", text="",
+            )
+            await topics.embedded.send(key=key, value=encode_with_vector(control, empty))

@@ -1,0 +1,59 @@
+"""The memory store: events, episodes and error samples in Qdrant, behind one async interface.
+
+``make_store(config)`` gives the configured backend (embedded qdrant-edge by default, or a Qdrant
+server); ``recall()`` is the two-stage episodic recall on top of either.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agents.store.base import (
+    Collection,
+    EpisodeHit,
+    EpisodePoint,
+    ErrorHit,
+    ErrorPoint,
+    EventHit,
+    EventPoint,
+    MemoryStore,
+    StoreClosedError,
+    StoreConfig,
+    StoreError,
+    StoreLockedError,
+)
+from agents.store.edge import EdgeStore
+from agents.store.ids import episode_point_id, error_point_id, event_point_id
+from agents.store.recall import RecalledEpisode, RecalledEvent, recall
+from agents.store.server import ServerStore
+
+__all__ = [
+    "Collection",
+    "EdgeStore",
+    "EpisodeHit",
+    "EpisodePoint",
+    "ErrorHit",
+    "ErrorPoint",
+    "EventHit",
+    "EventPoint",
+    "MemoryStore",
+    "RecalledEpisode",
+    "RecalledEvent",
+    "ServerStore",
+    "StoreClosedError",
+    "StoreConfig",
+    "StoreError",
+    "StoreLockedError",
+    "episode_point_id",
+    "error_point_id",
+    "event_point_id",
+    "make_store",
+    "recall",
+]
+
+
+def make_store(config: StoreConfig, *, state_dir: Path | str = Path("var/state")) -> EdgeStore | ServerStore:
+    """The configured backend, not yet opened: ``async with make_store(cfg) as store: …``."""
+    if config.backend == "server":
+        return ServerStore(config)
+    return EdgeStore(config, state_dir=state_dir)

@@ -1,0 +1,293 @@
+"""The memory store's interface: its settings, the records it keeps, and the protocol both backends implement.
+
+Three collections, one record type each: ``events`` (one embedded interaction), ``episodes`` (a run of
+events with its centroid) and ``errors`` (ReLoop2 feedback samples). Every read, count and delete takes a
+``tenant_id`` with no default, and the backends turn it into a filter *inside* the store query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal, Mapping, Protocol, Self, Sequence, runtime_checkable
+
+import numpy as np
+from numpy.typing import ArrayLike
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+__all__ = [
+    "Collection",
+    "EpisodeHit",
+    "EpisodePoint",
+    "EpisodeState",
+    "ErrorHit",
+    "ErrorPoint",
+    "EventHit",
+    "EventPoint",
+    "MemoryStore",
+    "StoreClosedError",
+    "StoreConfig",
+    "StoreError",
+    "StoreLockedError",
+]
+
+EpisodeState = Literal["opened", "sealed"]
+
+
+class Collection(StrEnum):
+    EVENTS = "events"
+    EPISODES = "episodes"
+    ERRORS = "errors"
+
+
+class StoreConfig(BaseModel):
+    """Where memory lives (nested in the app settings: ``MEMSTREAM_STORE__BACKEND=server`` …)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["edge", "server"] = Field(
+        "edge", description="edge: embedded qdrant-edge shards on local disk (one process owns them); "
+        "server: a Qdrant server every worker writes to."
+    )
+    path: Path | None = Field(
+        None, description="Edge: directory of the shards (default <worker.state_dir>/qdrant-edge)."
+    )
+    url: str | None = Field(None, description="Server: e.g. http://qdrant:6333 (':memory:' = qdrant-client local mode).")
+    api_key: SecretStr | None = None
+    prefer_grpc: bool = False
+    timeout_s: float = Field(10.0, gt=0)
+    collection_prefix: str = Field("memstream_", description="Server: prefix of the collection names.")
+    dim: int = Field(384, ge=1, le=4096, description="Vector dimension of all three collections.")
+    upsert_batch: int = Field(
+        128, ge=1, le=4096, description="Points per write; an edge write holds the GIL for its whole batch."
+    )
+    edge_search_threads: int | None = Field(
+        None, ge=1, description="Edge: threads of the shard's search pool (None = one per CPU)."
+    )
+
+    def edge_path(self, state_dir: Path | str = Path("var/state")) -> Path:
+        return self.path if self.path is not None else Path(state_dir) / "qdrant-edge"
+
+
+class StoreError(RuntimeError):
+    """The store could not do what was asked (bad schema, backend failure)."""
+
+
+class StoreLockedError(StoreError):
+    """Another opener (process or object) already holds this edge store's directory."""
+
+
+class StoreClosedError(StoreError):
+    """The store was used before ``open()`` or after ``close()``."""
+
+
+Scalar = str | int | float | bool | None
+
+
+def _vector_field() -> Any:
+    # numpy arrays do not compare with ==; records compare on their other fields.
+    return field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class EventPoint:
+    """One embedded interaction. ``vector`` is required on upsert; reads return it only on request."""
+
+    tenant_id: str
+    user_id: str
+    session_id: str
+    event_id: str
+    ts: float
+    text: str
+    vector: ArrayLike | None = _vector_field()
+    episode_index: int | None = None
+    role: str = "user"
+    kind: str = "message"
+    attributes: Mapping[str, Scalar] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodePoint:
+    """A run of a session's events; ``vector`` is their centroid. Provisional while ``opened``."""
+
+    tenant_id: str
+    user_id: str
+    session_id: str
+    episode_index: int
+    start_ts: float
+    end_ts: float
+    event_ids: tuple[str, ...]
+    vector: ArrayLike | None = _vector_field()
+    state: EpisodeState = "opened"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorPoint:
+    """A ReLoop2 error-memory sample: key vector of the features, the label and the base prediction."""
+
+    tenant_id: str
+    user_id: str
+    item_id: str
+    event_id: str
+    model_version: str
+    label: float
+    prediction: float
+    ts: float
+    vector: ArrayLike | None = _vector_field()
+
+
+@dataclass(frozen=True, slots=True)
+class EventHit:
+    event: EventPoint
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeHit:
+    episode: EpisodePoint
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorHit:
+    error: ErrorPoint
+    score: float
+
+
+@runtime_checkable
+class MemoryStore(Protocol):
+    """What the agents and the web views use; :class:`EdgeStore` and :class:`ServerStore` implement it.
+
+    Writes are upserts by deterministic point id (:mod:`agents.store.ids`): a replay overwrites.
+    ``ts``/``since``/``until`` are event time in seconds since the epoch. Scores are cosine similarity.
+    """
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def upsert_events(self, points: Sequence[EventPoint]) -> None: ...
+
+    async def upsert_episodes(self, points: Sequence[EpisodePoint]) -> None: ...
+
+    async def upsert_errors(self, points: Sequence[ErrorPoint]) -> None: ...
+
+    async def search_events(
+        self,
+        vector: ArrayLike,
+        *,
+        tenant_id: str,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 10,
+    ) -> list[EventHit]: ...
+
+    async def search_episodes(
+        self,
+        vector: ArrayLike,
+        *,
+        tenant_id: str,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 5,
+    ) -> list[EpisodeHit]:
+        """Episodes overlapping [since, until] (``end_ts >= since``, ``start_ts <= until``), best first."""
+        ...
+
+    async def episodes_by_index(
+        self, tenant_id: str, session_id: str, indices: Sequence[int], *, with_vectors: bool = False
+    ) -> list[EpisodePoint]:
+        """The session's episodes with these indices that exist, ordered by index."""
+        ...
+
+    async def events_by_ids(
+        self, tenant_id: str, event_ids: Sequence[str], *, with_vectors: bool = False
+    ) -> list[EventPoint]:
+        """The tenant's events with these ids that exist, in the order asked."""
+        ...
+
+    async def search_errors(
+        self,
+        vector: ArrayLike,
+        *,
+        tenant_id: str,
+        model_version: str | None,
+        user_id: str | None = None,
+        limit: int = 32,
+        score_threshold: float | None = None,
+    ) -> list[ErrorHit]:
+        """Nearest error samples; ``model_version=None`` means any version (explicitly)."""
+        ...
+
+    async def delete_errors(
+        self,
+        tenant_id: str,
+        *,
+        event_ids: Sequence[str] | None = None,
+        user_id: str | None = None,
+        model_version: str | None = None,
+        except_model_version: str | None = None,
+        before: float | None = None,
+    ) -> int:
+        """Delete the tenant's error samples matching all the criteria given (none given: all of them).
+
+        ``except_model_version`` is the reset on a new model; ``before`` (ts < before) the ttl expiry.
+        Returns how many were deleted.
+        """
+        ...
+
+    async def trim_errors(self, tenant_id: str, capacity: int) -> int:
+        """Keep the tenant's ``capacity`` newest error samples (by ts), delete the rest; return how many."""
+        ...
+
+    async def forget(self, tenant_id: str, user_id: str) -> int:
+        """Delete every point of this user from all collections; return how many there were."""
+        ...
+
+    async def count(self, collection: Collection | str, tenant_id: str | None = None) -> int:
+        """Points in a collection, of one tenant or (None) of all."""
+        ...
+
+
+class StoreLifecycle:
+    """``async with store:`` opens and closes it."""
+
+    async def open(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    async def close(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+def as_matrix(vectors: Sequence[ArrayLike | None], dim: int) -> np.ndarray:
+    """Stack vectors into a float32 (n, dim) matrix, refusing missing or misshapen ones."""
+    if any(v is None for v in vectors):
+        raise ValueError("every point needs a vector to be upserted")
+    matrix = np.asarray(vectors, dtype=np.float32)
+    if matrix.ndim != 2 or matrix.shape[1] != dim:
+        raise ValueError(f"vectors have shape {matrix.shape}, expected (n, {dim})")
+    if not np.isfinite(matrix).all():
+        raise ValueError("vectors contain NaN or infinity")
+    return matrix
+
+
+def as_query(vector: ArrayLike, dim: int) -> list[float]:
+    """A query vector as the list of floats both backends take."""
+    query = np.asarray(vector, dtype=np.float32).reshape(-1)
+    if query.shape[0] != dim:
+        raise ValueError(f"query vector has {query.shape[0]} dimensions, expected {dim}")
+    if not np.isfinite(query).all():
+        raise ValueError("query vector contains NaN or infinity")
+    return query.tolist()

@@ -1,0 +1,207 @@
+"""The store's behaviour, written once over five backend primitives (upsert, query, scroll, count,
+delete), each of which takes a :class:`~agents.store.scope.Scope` and so always carries the tenant.
+
+A backend subclasses :class:`ScopedStore` and translates scopes and points to its own client types.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from agents.store.base import (
+    Collection,
+    EpisodeHit,
+    EpisodePoint,
+    ErrorHit,
+    ErrorPoint,
+    EventHit,
+    EventPoint,
+    StoreConfig,
+    StoreLifecycle,
+    as_matrix,
+    as_query,
+)
+from agents.store.ids import error_point_id, event_point_id
+from agents.store.schema import from_payload, point_id, to_payload
+from agents.store.scope import AnyOf, HasIds, Match, Range, Scope, scope, time_window
+
+__all__ = ["Found", "ScopedStore"]
+
+# (payload, vector or None, score or None) of one point as a backend returns it.
+Found = tuple[dict[str, Any], Any, float | None]
+
+
+class ScopedStore(StoreLifecycle, abc.ABC):
+    """Implements :class:`~agents.store.base.MemoryStore` on top of the abstract primitives below."""
+
+    def __init__(self, config: StoreConfig) -> None:
+        self.config = config
+
+    # -- primitives -------------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def _upsert(
+        self, collection: Collection, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]]
+    ) -> None:
+        """Write one batch (at most ``config.upsert_batch`` points)."""
+
+    @abc.abstractmethod
+    async def _query(
+        self, collection: Collection, vector: list[float], where: Scope, limit: int, score_threshold: float | None
+    ) -> list[Found]:
+        """Nearest points by cosine similarity, best first, with payloads and scores."""
+
+    @abc.abstractmethod
+    async def _scroll(
+        self, collection: Collection, where: Scope, limit: int, *, with_vectors: bool, oldest_first: bool = False
+    ) -> list[Found]:
+        """Up to ``limit`` points matching ``where`` (by ``ts`` ascending when ``oldest_first``)."""
+
+    @abc.abstractmethod
+    async def _count(self, collection: Collection, where: Scope) -> int: ...
+
+    @abc.abstractmethod
+    async def _delete(self, collection: Collection, where: Scope) -> int:
+        """Delete the points matching ``where``; return how many matched."""
+
+    # -- writes -----------------------------------------------------------------------------------------
+
+    async def _upsert_records(self, collection: Collection, records: Sequence[Any]) -> None:
+        step = self.config.upsert_batch
+        for start in range(0, len(records), step):
+            chunk = records[start : start + step]
+            vectors = as_matrix([r.vector for r in chunk], self.config.dim)
+            await self._upsert(collection, [point_id(r) for r in chunk], vectors, [to_payload(r) for r in chunk])
+
+    async def upsert_events(self, points: Sequence[EventPoint]) -> None:
+        await self._upsert_records(Collection.EVENTS, points)
+
+    async def upsert_episodes(self, points: Sequence[EpisodePoint]) -> None:
+        await self._upsert_records(Collection.EPISODES, points)
+
+    async def upsert_errors(self, points: Sequence[ErrorPoint]) -> None:
+        await self._upsert_records(Collection.ERRORS, points)
+
+    # -- reads ------------------------------------------------------------------------------------------
+
+    async def search_events(
+        self,
+        vector: ArrayLike,
+        *,
+        tenant_id: str,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 10,
+    ) -> list[EventHit]:
+        where = scope(tenant_id, user_id=user_id, session_id=session_id, must=time_window(since, until))
+        found = await self._query(Collection.EVENTS, as_query(vector, self.config.dim), where, limit, None)
+        return [EventHit(from_payload(Collection.EVENTS, p, v), s) for p, v, s in found]  # type: ignore[arg-type]
+
+    async def search_episodes(
+        self,
+        vector: ArrayLike,
+        *,
+        tenant_id: str,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 5,
+    ) -> list[EpisodeHit]:
+        window = time_window(since, until, start_key="start_ts", end_key="end_ts")
+        where = scope(tenant_id, user_id=user_id, session_id=session_id, must=window)
+        found = await self._query(Collection.EPISODES, as_query(vector, self.config.dim), where, limit, None)
+        return [EpisodeHit(from_payload(Collection.EPISODES, p, v), s) for p, v, s in found]  # type: ignore[arg-type]
+
+    async def episodes_by_index(
+        self, tenant_id: str, session_id: str, indices: Sequence[int], *, with_vectors: bool = False
+    ) -> list[EpisodePoint]:
+        wanted = tuple(sorted({int(i) for i in indices}))
+        if not wanted:
+            scope(tenant_id)  # still refuse a missing tenant
+            return []
+        where = scope(tenant_id, session_id=session_id, must=[AnyOf("episode_index", wanted)])
+        found = await self._scroll(Collection.EPISODES, where, len(wanted), with_vectors=with_vectors)
+        episodes = [from_payload(Collection.EPISODES, p, v) for p, v, _ in found]
+        return sorted(episodes, key=lambda e: e.episode_index)  # type: ignore[union-attr,return-value]
+
+    async def events_by_ids(
+        self, tenant_id: str, event_ids: Sequence[str], *, with_vectors: bool = False
+    ) -> list[EventPoint]:
+        wanted = list(dict.fromkeys(event_ids))
+        where = scope(tenant_id, must=[HasIds(tuple(event_point_id(tenant_id, e) for e in wanted))])
+        if not wanted:
+            return []
+        found = await self._scroll(Collection.EVENTS, where, len(wanted), with_vectors=with_vectors)
+        by_id = {p["event_id"]: from_payload(Collection.EVENTS, p, v) for p, v, _ in found}
+        return [by_id[e] for e in wanted if e in by_id]  # type: ignore[misc]
+
+    async def search_errors(
+        self,
+        vector: ArrayLike,
+        *,
+        tenant_id: str,
+        model_version: str | None,
+        user_id: str | None = None,
+        limit: int = 32,
+        score_threshold: float | None = None,
+    ) -> list[ErrorHit]:
+        must = [Match("model_version", model_version)] if model_version is not None else []
+        where = scope(tenant_id, user_id=user_id, must=must)
+        found = await self._query(Collection.ERRORS, as_query(vector, self.config.dim), where, limit, score_threshold)
+        return [ErrorHit(from_payload(Collection.ERRORS, p, v), s) for p, v, s in found]  # type: ignore[arg-type]
+
+    # -- deletes and counts -----------------------------------------------------------------------------
+
+    async def delete_errors(
+        self,
+        tenant_id: str,
+        *,
+        event_ids: Sequence[str] | None = None,
+        user_id: str | None = None,
+        model_version: str | None = None,
+        except_model_version: str | None = None,
+        before: float | None = None,
+    ) -> int:
+        must: list[Any] = []
+        if event_ids is not None:
+            if not event_ids:
+                scope(tenant_id)
+                return 0
+            must.append(HasIds(tuple(error_point_id(tenant_id, e) for e in dict.fromkeys(event_ids))))
+        if model_version is not None:
+            must.append(Match("model_version", model_version))
+        if before is not None:
+            must.append(Range("ts", lt=float(before)))
+        must_not = [Match("model_version", except_model_version)] if except_model_version is not None else []
+        where = scope(tenant_id, user_id=user_id, must=must, must_not=must_not)
+        return await self._delete(Collection.ERRORS, where)
+
+    async def trim_errors(self, tenant_id: str, capacity: int) -> int:
+        if capacity < 0:
+            raise ValueError("capacity must be >= 0")
+        where = scope(tenant_id)
+        excess = await self._count(Collection.ERRORS, where) - capacity
+        if excess <= 0:
+            return 0
+        oldest = await self._scroll(Collection.ERRORS, where, excess, with_vectors=False, oldest_first=True)
+        return await self.delete_errors(tenant_id, event_ids=[p["event_id"] for p, _, _ in oldest])
+
+    async def forget(self, tenant_id: str, user_id: str) -> int:
+        if user_id is None:
+            raise ValueError("user_id is required")
+        where = scope(tenant_id, user_id=user_id)
+        removed = 0
+        for collection in Collection:
+            removed += await self._delete(collection, where)
+        return removed
+
+    async def count(self, collection: Collection | str, tenant_id: str | None = None) -> int:
+        where = Scope.all_tenants() if tenant_id is None else scope(tenant_id)
+        return await self._count(Collection(collection), where)

@@ -1,0 +1,180 @@
+"""Server backend: a Qdrant server reached with ``AsyncQdrantClient`` (URL + API key); every worker writes.
+
+Collections and payload indexes are created idempotently on ``open()`` (two workers racing is fine).
+Tests drive this same code path with qdrant-client's local mode (``location=":memory:"``), which
+accepts but ignores payload indexes.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+from qdrant_client import AsyncQdrantClient, models
+from qdrant_client.http.exceptions import UnexpectedResponse
+
+from agents.store.base import Collection, StoreClosedError, StoreConfig, StoreError
+from agents.store.schema import INDEXES, IndexKind
+from agents.store.scope import AnyOf, Condition, HasIds, Match, Range, Scope
+from agents.store.scoped import Found, ScopedStore
+
+__all__ = ["ServerStore"]
+
+
+def _index_schema(kind: IndexKind) -> Any:
+    if kind == "tenant":
+        return models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True)
+    if kind == "keyword":
+        return models.PayloadSchemaType.KEYWORD
+    if kind == "float":
+        return models.PayloadSchemaType.FLOAT
+    return models.IntegerIndexParams(type=models.IntegerIndexType.INTEGER, lookup=True, range=True)
+
+
+def _condition(c: Condition) -> Any:
+    if isinstance(c, Match):
+        return models.FieldCondition(key=c.key, match=models.MatchValue(value=c.value))
+    if isinstance(c, AnyOf):
+        return models.FieldCondition(key=c.key, match=models.MatchAny(any=list(c.values)))
+    if isinstance(c, Range):
+        return models.FieldCondition(key=c.key, range=models.Range(gte=c.gte, lte=c.lte, lt=c.lt))
+    if isinstance(c, HasIds):
+        return models.HasIdCondition(has_id=list(c.ids))
+    raise TypeError(f"unknown condition {c!r}")
+
+
+def _filter(where: Scope) -> models.Filter | None:
+    must = [_condition(c) for c in where.conditions]
+    must_not = [_condition(c) for c in where.must_not]
+    if not must and not must_not:
+        return None
+    return models.Filter(must=must or None, must_not=must_not or None)
+
+
+class ServerStore(ScopedStore):
+    """Qdrant server backend. Pass ``client`` to use one you made (tests: ``location=":memory:"``)."""
+
+    def __init__(self, config: StoreConfig, *, client: AsyncQdrantClient | None = None) -> None:
+        super().__init__(config)
+        self._client: AsyncQdrantClient | None = client
+        self._owns_client = client is None
+        self._open = False
+
+    def name(self, collection: Collection) -> str:
+        return f"{self.config.collection_prefix}{collection.value}"
+
+    @property
+    def client(self) -> AsyncQdrantClient:
+        if not self._open or self._client is None:
+            raise StoreClosedError("server store is not open")
+        return self._client
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+
+    def _make_client(self) -> AsyncQdrantClient:
+        cfg = self.config
+        if not cfg.url:
+            raise StoreError("store.url is required for the server backend (MEMSTREAM_STORE__URL)")
+        if cfg.url == ":memory:":
+            return AsyncQdrantClient(location=":memory:")
+        return AsyncQdrantClient(
+            url=cfg.url,
+            api_key=cfg.api_key.get_secret_value() if cfg.api_key else None,
+            prefer_grpc=cfg.prefer_grpc,
+            timeout=int(cfg.timeout_s),
+        )
+
+    async def _ensure_collection(self, client: AsyncQdrantClient, collection: Collection) -> None:
+        name = self.name(collection)
+        if not await client.collection_exists(name):
+            try:
+                await client.create_collection(
+                    name, vectors_config=models.VectorParams(size=self.config.dim, distance=models.Distance.COSINE)
+                )
+            except UnexpectedResponse as exc:  # another worker created it first
+                if not await client.collection_exists(name):
+                    raise StoreError(f"cannot create collection {name}: {exc}") from exc
+        info = await client.get_collection(name)
+        vectors = info.config.params.vectors
+        size = vectors.size if isinstance(vectors, models.VectorParams) else None
+        if size != self.config.dim:
+            raise StoreError(f"collection {name} holds vectors of size {size}, expected {self.config.dim}")
+        existing = set((info.payload_schema or {}).keys())
+        for field, kind in INDEXES[collection].items():
+            if field in existing:
+                continue
+            with warnings.catch_warnings():  # local mode says indexes have no effect there; we know
+                warnings.filterwarnings("ignore", message="Payload indexes have no effect")
+                await client.create_payload_index(name, field, field_schema=_index_schema(kind), wait=True)
+
+    async def open(self) -> None:
+        if self._open:
+            return
+        if self._client is None:
+            self._client = self._make_client()
+        try:
+            for collection in Collection:
+                await self._ensure_collection(self._client, collection)
+        except BaseException:
+            if self._owns_client:
+                await self._client.close()
+                self._client = None
+            raise
+        self._open = True
+
+    async def close(self) -> None:
+        if not self._open:
+            return
+        self._open = False
+        if self._owns_client and self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    # -- primitives -------------------------------------------------------------------------------------
+
+    async def _upsert(
+        self, collection: Collection, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]]
+    ) -> None:
+        batch = models.Batch(ids=ids, vectors=vectors.tolist(), payloads=payloads)
+        await self.client.upsert(self.name(collection), points=batch, wait=True)
+
+    async def _query(
+        self, collection: Collection, vector: list[float], where: Scope, limit: int, score_threshold: float | None
+    ) -> list[Found]:
+        response = await self.client.query_points(
+            self.name(collection),
+            query=vector,
+            query_filter=_filter(where),
+            limit=limit,
+            with_payload=True,
+            with_vectors=False,
+            score_threshold=score_threshold,
+        )
+        return [(p.payload or {}, None, p.score) for p in response.points]
+
+    async def _scroll(
+        self, collection: Collection, where: Scope, limit: int, *, with_vectors: bool, oldest_first: bool = False
+    ) -> list[Found]:
+        records, _next = await self.client.scroll(
+            self.name(collection),
+            scroll_filter=_filter(where),
+            limit=limit,
+            with_payload=True,
+            with_vectors=with_vectors,
+            order_by=models.OrderBy(key="ts", direction=models.Direction.ASC) if oldest_first else None,
+        )
+        return [(r.payload or {}, r.vector if with_vectors else None, None) for r in records]
+
+    async def _count(self, collection: Collection, where: Scope) -> int:
+        result = await self.client.count(self.name(collection), count_filter=_filter(where), exact=True)
+        return result.count
+
+    async def _delete(self, collection: Collection, where: Scope) -> int:
+        flt = _filter(where)
+        if flt is None:
+            raise StoreError("refusing an unfiltered delete")
+        matched = await self._count(collection, where)
+        if matched:
+            await self.client.delete(self.name(collection), points_selector=models.FilterSelector(filter=flt), wait=True)
+        return matched
