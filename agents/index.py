@@ -1,77 +1,77 @@
 """Stage 4: write events and episodes to the store, then announce them on `memory-updates`.
 
-Writes come before announcements, so a subscriber that reacts to an update can already read it. Offsets
-are committed only after the batch's writes returned (Faust acks an event once its iteration ends).
+Consumes `episodes`, where the segmenter forwards each event ahead of the episode changes it causes.
+Writes come before announcements, so a subscriber that reacts to an update can already read it, and an
+event is always written before the episode that holds it. Faust acks a batch only once its iteration has
+finished, so no offset is committed past an unwritten point.
 """
 
 from __future__ import annotations
 
 import faust
+import numpy as np
 
 from agents.dead_letters import reject
 from agents.runtime import Runtime
 from agents.store import EpisodePoint, EventPoint
-from streams.codec import InvalidRecord, decode_with_vector, encode
-from streams.contracts import CONTROL_KINDS, EpisodeRecord, InteractionEvent, MemoryUpdate
+from streams.codec import InvalidRecord, decode_frame, encode
+from streams.contracts import EpisodeRecord, InteractionEvent, MemoryUpdate
 
 STAGE = "index"
 
 
+def _event_point(record: InteractionEvent, vector: np.ndarray) -> EventPoint:
+    return EventPoint(
+        tenant_id=record.tenant_id, user_id=record.user_id, session_id=record.session_id,
+        event_id=record.event_id, ts=record.ts, text=record.text, vector=vector,
+        role=record.role, kind=record.kind, attributes=record.attributes,
+    )
+
+
+def _episode_point(record: EpisodeRecord, centroid: np.ndarray) -> EpisodePoint:
+    return EpisodePoint(
+        tenant_id=record.tenant_id, user_id=record.user_id, session_id=record.session_id,
+        episode_index=record.episode_index, start_ts=record.start_ts, end_ts=record.end_ts,
+        event_ids=tuple(record.event_ids), vector=centroid, state="sealed",
+    )
+
+
+def _event_update(record: InteractionEvent) -> MemoryUpdate:
+    return MemoryUpdate.make(
+        "event_indexed", record.tenant_id, [record.event_id], record.ts,
+        user_id=record.user_id, session_id=record.session_id,
+    )
+
+
+def _episode_update(record: EpisodeRecord) -> MemoryUpdate:
+    return MemoryUpdate.make(
+        f"episode_{record.kind}", record.tenant_id, [f"{record.session_id}#{record.episode_index}"], record.end_ts,
+        user_id=record.user_id, session_id=record.session_id,
+        payload={"episode_index": record.episode_index, "event_ids": record.event_ids,
+                 "start_ts": record.start_ts, "end_ts": record.end_ts},
+    )
+
+
 def register(app: faust.App, topics, runtime: Runtime) -> None:
     settings = runtime.settings
-    app_id = settings.worker.app_id
 
-    @app.agent(topics.embedded, name=f"{app_id}.index-events")
-    async def index_events(stream: faust.StreamT) -> None:
+    @app.agent(topics.episodes, name=f"{settings.worker.app_id}.index")
+    async def index(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.store.upsert_batch, within=settings.embed.max_wait_s):
-            records: list[InteractionEvent] = []
-            points: list[EventPoint] = []
+            decoded = []
             for event in events:
                 try:
-                    record, vector = decode_with_vector(event.value, InteractionEvent)
-                except (InvalidRecord, ValueError) as exc:
-                    await reject(topics, event, f"undecodable embedded record: {exc}", STAGE)
-                    continue
-                if record.kind in CONTROL_KINDS:
-                    continue
-                records.append(record)
-                points.append(EventPoint(
-                    tenant_id=record.tenant_id, user_id=record.user_id, session_id=record.session_id,
-                    event_id=record.event_id, ts=record.ts, text=record.text, vector=vector,
-                    role=record.role, kind=record.kind, attributes=record.attributes,
-                ))
-            if not points:
-                continue
+                    decoded.append(decode_frame(event.value))
+                except InvalidRecord as exc:
+                    await reject(topics, event, exc.reason, STAGE)
             store = await runtime.store()
-            await store.upsert_events(points)
-            for record in records:
-                update = MemoryUpdate.make(
-                    "event_indexed", record.tenant_id, [record.event_id], record.ts,
-                    user_id=record.user_id, session_id=record.session_id,
-                )
+            event_points = [_event_point(r, v) for r, v in decoded if isinstance(r, InteractionEvent)]
+            episode_points = [_episode_point(r, v) for r, v in decoded
+                              if isinstance(r, EpisodeRecord) and r.kind == "sealed"]
+            if event_points:  # events first: an episode is never stored before its events
+                await store.upsert_events(event_points)
+            if episode_points:  # an opened episode has no centroid yet: announced, not stored
+                await store.upsert_episodes(episode_points)
+            for record, _ in decoded:
+                update = _event_update(record) if isinstance(record, InteractionEvent) else _episode_update(record)
                 await topics.memory_updates.send(key=record.key, value=encode(update))
-
-    @app.agent(topics.episodes, name=f"{app_id}.index-episodes")
-    async def index_episodes(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            try:
-                record, centroid = decode_with_vector(event.value, EpisodeRecord)
-            except (InvalidRecord, ValueError) as exc:
-                await reject(topics, event, f"undecodable episode record: {exc}", STAGE)
-                continue
-            store = await runtime.store()
-            point = EpisodePoint(
-                tenant_id=record.tenant_id, user_id=record.user_id, session_id=record.session_id,
-                episode_index=record.episode_index, start_ts=record.start_ts, end_ts=record.end_ts,
-                event_ids=tuple(record.event_ids), vector=centroid if centroid.size else None,
-                state=record.kind,
-            )
-            if record.kind == "sealed":  # an opened episode has no centroid yet: announced, not stored
-                await store.upsert_episodes([point])
-            update = MemoryUpdate.make(
-                f"episode_{record.kind}", record.tenant_id, [f"{record.session_id}#{record.episode_index}"],
-                record.end_ts, user_id=record.user_id, session_id=record.session_id,
-                payload={"episode_index": record.episode_index, "event_ids": record.event_ids,
-                         "start_ts": record.start_ts, "end_ts": record.end_ts},
-            )
-            await topics.memory_updates.send(key=record.key, value=encode(update))

@@ -1,5 +1,7 @@
 """Stage 3: cut each session's embedded events into episodes (models.segmenter), state in a Faust table.
 
+Every event is forwarded to `episodes` (for the index stage) ahead of the episode changes it causes.
+
 The table holds one SessionState per `tenant/session` (RocksDB + changelog, so a restarted or rebalanced
 worker resumes the session); its size is bounded by ``segmentation.state_bound`` vectors. A session's
 episodes are sealed by the look-ahead, by a `session_end` event, or after `idle_seal_s` idle seconds
@@ -51,7 +53,7 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
         async for event in stream.events():
             try:
                 record, vector = decode_with_vector(event.value, InteractionEvent)
-            except (InvalidRecord, ValueError) as exc:
+            except InvalidRecord as exc:
                 await reject(topics, event, f"undecodable embedded record: {exc}", STAGE)
                 continue
             key = record.key
@@ -64,6 +66,8 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
             sessions[key] = state.to_bytes()
             open_events = len(state) if record.kind not in CONTROL_KINDS else 0
             activity[key] = f"{time.time():.3f}|{record.user_id}|{open_events}".encode()
+            if record.kind not in CONTROL_KINDS:  # the event itself goes on to be indexed, before its episode
+                await topics.episodes.send(key=key, value=event.value)
             for change in changes:
                 centroid = change.centroid if change.centroid is not None else empty
                 await topics.episodes.send(key=key, value=encode_with_vector(_episode_record(change, record), centroid))

@@ -3,35 +3,40 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 from faust.web import Request, Response, View
+from faust.web.exceptions import ValidationError as WebValidationError
 from pydantic import BaseModel, ValidationError
 
 from agents.runtime import Runtime
 from agents.store import recall
 from streams.api import ForgetRequest, GetRequest, RecallRequest
-from streams.codec import encode
+from streams.codec import encode, validation_reason as _reason
 from streams.contracts import MemoryUpdate
 
 
-async def _body(view: View, request: Request, model: type[BaseModel]) -> BaseModel | Response:
+M = TypeVar("M", bound=BaseModel)
+
+
+async def _body(request: Request, model: type[M]) -> M:
+    """The request's JSON body validated as `model`; a clear 400 error otherwise."""
     try:
-        return model.model_validate(await request.json())
-    except ValidationError as exc:
-        return view.json({"error": "invalid request", "detail": exc.errors(include_url=False)}, status=400)
+        data = await request.json()
     except ValueError as exc:
-        return view.json({"error": f"request body is not JSON: {exc}"}, status=400)
+        raise WebValidationError(f"request body is not JSON: {exc}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise WebValidationError(f"invalid {model.__name__}: {_reason(exc)}") from None
 
 
 def register(app: faust.App, topics, runtime: Runtime) -> None:
     @app.page("/recall/")
     class RecallView(View):
         async def post(self, request: Request) -> Response:
-            body = await _body(self, request, RecallRequest)
-            if isinstance(body, Response):
-                return body
+            body = await _body(request, RecallRequest)
             vector = (await runtime.embed([body.query]))[0]
             episodes = await recall(
                 await runtime.store(), vector, body.tenant_id, user_id=body.user_id, session_id=body.session_id,
@@ -42,18 +47,14 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
     @app.page("/get/")
     class GetView(View):
         async def post(self, request: Request) -> Response:
-            body = await _body(self, request, GetRequest)
-            if isinstance(body, Response):
-                return body
+            body = await _body(request, GetRequest)
             events = await (await runtime.store()).events_by_ids(body.tenant_id, body.event_ids)
             return self.json({"events": [_event_dict(e) for e in events]})
 
     @app.page("/forget/")
     class ForgetView(View):
         async def post(self, request: Request) -> Response:
-            body = await _body(self, request, ForgetRequest)
-            if isinstance(body, Response):
-                return body
+            body = await _body(request, ForgetRequest)
             removed = await (await runtime.store()).forget(body.tenant_id, body.user_id)
             update = MemoryUpdate.make(
                 "forgotten", body.tenant_id, [body.user_id], time.time(), user_id=body.user_id,

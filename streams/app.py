@@ -82,6 +82,7 @@ def create_app(settings: Settings | None = None, *, stages: tuple[str, ...] | No
         web_bind=worker.web_host,
         web_host=worker.web_host,
         producer_acks=-1,
+        processing_guarantee=worker.processing_guarantee,
         consumer_auto_offset_reset="earliest",
         autodiscover=False,
     )

@@ -102,7 +102,9 @@ class Subscription:
         if self._consumer is not None:
             return
         topic = self.kafka.topics.memory_updates
-        consumer = AIOKafkaConsumer(**self.kafka.client_kwargs(), group_id=None, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            **self.kafka.client_kwargs(), group_id=None, enable_auto_commit=False, isolation_level="read_committed"
+        )
         await consumer.start()
         self._consumer = consumer
         partitions = consumer.partitions_for_topic(topic)

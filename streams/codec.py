@@ -32,7 +32,8 @@ def encode(record: BaseModel) -> bytes:
     return orjson.dumps(record.model_dump(mode="json"))
 
 
-def _reason(exc: ValidationError) -> str:
+def validation_reason(exc: ValidationError) -> str:
+    """A pydantic error as one readable line (first five problems)."""
     parts = []
     for err in exc.errors()[:5]:
         loc = ".".join(str(p) for p in err["loc"]) or "record"
@@ -58,7 +59,7 @@ def decode(raw: bytes | str | None, model: type[R], *, max_text_chars: int | Non
     try:
         return model.model_validate(data, context=context)
     except ValidationError as exc:
-        raise InvalidRecord(_reason(exc)) from None
+        raise InvalidRecord(validation_reason(exc)) from None
 
 
 def decode_interaction(raw: bytes | None, *, max_text_chars: int | None = None) -> InteractionEvent:
@@ -69,26 +70,51 @@ def decode_feedback(raw: bytes | None, *, max_text_chars: int | None = None) -> 
     return decode(raw, FeedbackEvent, max_text_chars=max_text_chars)
 
 
+_MAGIC_BY_MODEL: dict[str, bytes] = {"InteractionEvent": b"MSV1", "EpisodeRecord": b"MSE1"}
+_MODEL_BY_MAGIC: dict[bytes, type[BaseModel]] = {}
+
+
+def _frame_models() -> dict[bytes, type[BaseModel]]:
+    if not _MODEL_BY_MAGIC:
+        from streams.contracts import EpisodeRecord
+
+        _MODEL_BY_MAGIC.update({b"MSV1": InteractionEvent, b"MSE1": EpisodeRecord})
+    return _MODEL_BY_MAGIC
+
+
 def encode_with_vector(record: BaseModel, vector: np.ndarray) -> bytes:
-    """Frame = magic, JSON length, JSON, then the vector as little-endian float32 bytes."""
+    """Frame = magic (which record type), JSON length, JSON, then the vector as little-endian float32."""
+    magic = _MAGIC_BY_MODEL[type(record).__name__]
     body = encode(record)
     vec = np.ascontiguousarray(vector, dtype="<f4").tobytes()
-    return _HEADER.pack(_FRAME_MAGIC, len(body)) + body + vec
+    return _HEADER.pack(magic, len(body)) + body + vec
 
 
-def decode_with_vector(raw: bytes, model: type[R]) -> tuple[R, np.ndarray]:
-    """Inverse of encode_with_vector (internal topics only: the record was validated upstream)."""
-    if len(raw) < _HEADER.size:
+def decode_frame(raw: bytes | None) -> tuple[BaseModel, np.ndarray]:
+    """Inverse of encode_with_vector for any framed record type (internal topics)."""
+    if raw is None or len(raw) < _HEADER.size:
         raise InvalidRecord("vector frame too short")
     magic, size = _HEADER.unpack_from(raw)
-    if magic != _FRAME_MAGIC:
+    model = _frame_models().get(magic)
+    if model is None:
         raise InvalidRecord(f"unknown frame magic {magic!r}")
     body = raw[_HEADER.size : _HEADER.size + size]
     vec_bytes = raw[_HEADER.size + size :]
-    if len(vec_bytes) % 4:
-        raise InvalidRecord("vector bytes are not float32-aligned")
-    record = model.model_validate(orjson.loads(body))
+    if len(body) != size or len(vec_bytes) % 4:
+        raise InvalidRecord("truncated vector frame")
+    try:
+        record = model.model_validate(orjson.loads(body))
+    except (orjson.JSONDecodeError, ValidationError) as exc:
+        raise InvalidRecord(f"bad framed record: {exc}") from None
     return record, np.frombuffer(vec_bytes, dtype="<f4").copy()
+
+
+def decode_with_vector(raw: bytes | None, model: type[R]) -> tuple[R, np.ndarray]:
+    """decode_frame, insisting on one record type."""
+    record, vector = decode_frame(raw)
+    if not isinstance(record, model):
+        raise InvalidRecord(f"expected a {model.__name__} frame, got {type(record).__name__}")
+    return record, vector
 
 
 def dead_letter(

@@ -70,6 +70,11 @@ class WorkerSettings(BaseModel):
     web_host: str = "127.0.0.1"
     max_text_chars: int = Field(16_384, ge=1, description="Longer event texts are dead-lettered")
     log_level: str = "info"
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        "exactly_once",
+        description="exactly_once: Kafka transactions make table changes, sends and offsets atomic, so a "
+        "restarted worker never re-applies an event to session state",
+    )
 
 
 class EmbedStageSettings(BaseModel):

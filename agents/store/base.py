@@ -205,6 +205,13 @@ class MemoryStore(Protocol):
         """The session's episodes with these indices that exist, ordered by index."""
         ...
 
+    async def episodes_by_keys(
+        self, tenant_id: str, keys: Sequence[tuple[str, int]], *, with_vectors: bool = False
+    ) -> list[EpisodePoint]:
+        """Episodes by (session_id, episode_index), across sessions, in one store call; those that exist,
+        ordered by (session_id, episode_index)."""
+        ...
+
     async def events_by_ids(
         self, tenant_id: str, event_ids: Sequence[str], *, with_vectors: bool = False
     ) -> list[EventPoint]:

@@ -78,7 +78,11 @@ class EdgeStore(ScopedStore):
         if self._pool is None:
             raise StoreClosedError(f"edge store at {self.path} is not open")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
+        try:
+            future = loop.run_in_executor(self._pool, functools.partial(fn, *args))
+        except RuntimeError as exc:  # the pool shut down between the check and the submit
+            raise StoreClosedError(f"edge store at {self.path} is closed") from exc
+        return await future
 
     def _shard(self, collection: Collection) -> Any:
         try:

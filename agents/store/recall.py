@@ -7,8 +7,6 @@ the user filter is implied (a session belongs to one user).
 
 from __future__ import annotations
 
-import asyncio
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -52,16 +50,6 @@ class RecalledEpisode:
         return asdict(self) | {"is_hit": self.is_hit}
 
 
-async def _neighbours(store: MemoryStore, tenant_id: str, keys: list[Key]) -> dict[Key, EpisodePoint]:
-    by_session: dict[str, list[int]] = defaultdict(list)
-    for session_id, index in keys:
-        by_session[session_id].append(index)
-    batches = await asyncio.gather(
-        *(store.episodes_by_index(tenant_id, session_id, indices) for session_id, indices in by_session.items())
-    )
-    return {(e.session_id, e.episode_index): e for batch in batches for e in batch}
-
-
 async def recall(
     store: MemoryStore,
     query_vector: ArrayLike,
@@ -73,7 +61,10 @@ async def recall(
     since: float | None = None,
     until: float | None = None,
 ) -> list[RecalledEpisode]:
-    """Top-``k_s`` episodes by similarity plus ``k_c`` neighbours each side, in time order, with events."""
+    """Top-``k_s`` episodes by similarity plus ``k_c`` neighbours each side, in time order, with events.
+
+    Three store calls whatever k_s and k_c: the similarity search, the neighbours, the events.
+    """
     if k_s < 1:
         raise ValueError("k_s must be >= 1")
     hits = await store.search_episodes(
@@ -81,7 +72,8 @@ async def recall(
     )
     pairs = [(h.episode, h.score) for h in hits]
     keys = neighbour_keys(pairs, k_c)
-    neighbours = await _neighbours(store, tenant_id, keys) if keys else {}
+    found = await store.episodes_by_keys(tenant_id, keys) if keys else []
+    neighbours: dict[Key, EpisodePoint] = {(e.session_id, e.episode_index): e for e in found}
     selection = select_contiguous(pairs, neighbours, k_c)
 
     event_ids = [e for s in selection for e in s.episode.event_ids]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-__all__ = ["AnyOf", "Condition", "HasIds", "Match", "Range", "Scope", "scope", "time_window"]
+__all__ = ["AnyOf", "Condition", "HasIds", "Match", "Range", "Scope", "require_tenant", "scope", "time_window"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +39,13 @@ class HasIds:
 Condition = Match | AnyOf | Range | HasIds
 
 
+def require_tenant(tenant_id: object) -> str:
+    """The tenant id, or ValueError if it is not a non-empty string."""
+    if not isinstance(tenant_id, str) or not tenant_id:
+        raise ValueError(f"tenant_id must be a non-empty string, got {tenant_id!r}")
+    return tenant_id
+
+
 @dataclass(frozen=True, slots=True)
 class Scope:
     """Conditions that must all hold (``must``) and none of which may (``must_not``).
@@ -52,8 +59,8 @@ class Scope:
     must_not: tuple[Condition, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.tenant_id is not None and (not isinstance(self.tenant_id, str) or not self.tenant_id):
-            raise ValueError(f"tenant_id must be a non-empty string, got {self.tenant_id!r}")
+        if self.tenant_id is not None:
+            require_tenant(self.tenant_id)
 
     @classmethod
     def all_tenants(cls) -> "Scope":
@@ -76,8 +83,7 @@ def scope(
     must_not: Sequence[Condition] = (),
 ) -> Scope:
     """A tenant's scope, narrowed to a user and/or a session when given."""
-    if tenant_id is None:
-        raise ValueError("tenant_id is required")
+    require_tenant(tenant_id)
     conditions: list[Condition] = []
     if user_id is not None:
         conditions.append(Match("user_id", user_id))

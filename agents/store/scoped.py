@@ -25,9 +25,9 @@ from agents.store.base import (
     as_matrix,
     as_query,
 )
-from agents.store.ids import error_point_id, event_point_id
+from agents.store.ids import episode_point_id, error_point_id, event_point_id
 from agents.store.schema import from_payload, point_id, to_payload
-from agents.store.scope import AnyOf, HasIds, Match, Range, Scope, scope, time_window
+from agents.store.scope import AnyOf, HasIds, Match, Range, Scope, require_tenant, scope, time_window
 
 __all__ = ["Found", "ScopedStore"]
 
@@ -122,22 +122,35 @@ class ScopedStore(StoreLifecycle, abc.ABC):
     async def episodes_by_index(
         self, tenant_id: str, session_id: str, indices: Sequence[int], *, with_vectors: bool = False
     ) -> list[EpisodePoint]:
+        require_tenant(tenant_id)
         wanted = tuple(sorted({int(i) for i in indices}))
         if not wanted:
-            scope(tenant_id)  # still refuse a missing tenant
             return []
         where = scope(tenant_id, session_id=session_id, must=[AnyOf("episode_index", wanted)])
         found = await self._scroll(Collection.EPISODES, where, len(wanted), with_vectors=with_vectors)
         episodes = [from_payload(Collection.EPISODES, p, v) for p, v, _ in found]
         return sorted(episodes, key=lambda e: e.episode_index)  # type: ignore[union-attr,return-value]
 
+    async def episodes_by_keys(
+        self, tenant_id: str, keys: Sequence[tuple[str, int]], *, with_vectors: bool = False
+    ) -> list[EpisodePoint]:
+        require_tenant(tenant_id)
+        wanted = list(dict.fromkeys((str(s), int(i)) for s, i in keys))
+        if not wanted:
+            return []
+        where = scope(tenant_id, must=[HasIds(tuple(episode_point_id(tenant_id, s, i) for s, i in wanted))])
+        found = await self._scroll(Collection.EPISODES, where, len(wanted), with_vectors=with_vectors)
+        episodes = [from_payload(Collection.EPISODES, p, v) for p, v, _ in found]
+        return sorted(episodes, key=lambda e: (e.session_id, e.episode_index))  # type: ignore[union-attr,return-value]
+
     async def events_by_ids(
         self, tenant_id: str, event_ids: Sequence[str], *, with_vectors: bool = False
     ) -> list[EventPoint]:
+        require_tenant(tenant_id)
         wanted = list(dict.fromkeys(event_ids))
-        where = scope(tenant_id, must=[HasIds(tuple(event_point_id(tenant_id, e) for e in wanted))])
         if not wanted:
             return []
+        where = scope(tenant_id, must=[HasIds(tuple(event_point_id(tenant_id, e) for e in wanted))])
         found = await self._scroll(Collection.EVENTS, where, len(wanted), with_vectors=with_vectors)
         by_id = {p["event_id"]: from_payload(Collection.EVENTS, p, v) for p, v, _ in found}
         return [by_id[e] for e in wanted if e in by_id]  # type: ignore[misc]
@@ -169,10 +182,10 @@ class ScopedStore(StoreLifecycle, abc.ABC):
         except_model_version: str | None = None,
         before: float | None = None,
     ) -> int:
+        require_tenant(tenant_id)
         must: list[Any] = []
         if event_ids is not None:
             if not event_ids:
-                scope(tenant_id)
                 return 0
             must.append(HasIds(tuple(error_point_id(tenant_id, e) for e in dict.fromkeys(event_ids))))
         if model_version is not None:
@@ -184,6 +197,7 @@ class ScopedStore(StoreLifecycle, abc.ABC):
         return await self._delete(Collection.ERRORS, where)
 
     async def trim_errors(self, tenant_id: str, capacity: int) -> int:
+        require_tenant(tenant_id)
         if capacity < 0:
             raise ValueError("capacity must be >= 0")
         where = scope(tenant_id)

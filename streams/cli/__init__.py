@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from streams.cli import core, demo, kafka
+from streams.cli import core, demo, eval_compensation, kafka, recall
 
 app = typer.Typer(help="memstream: streaming memory for AI agents and recommenders.", no_args_is_help=True)
 app.command("worker")(core.worker)
@@ -12,6 +12,12 @@ app.command("publish")(core.publish)
 app.command("tail")(core.tail)
 app.command("topics")(core.topics)
 app.command("demo")(demo.demo)
+app.command("recall")(recall.recall_cmd)
+
+eval_app = typer.Typer(help="Evaluations on real data (JSON with --json).", no_args_is_help=True)
+eval_app.command("compensation")(eval_compensation.eval_compensation)
+app.add_typer(eval_app, name="eval")
+
 app.add_typer(kafka.app, name="kafka", help="Local Apache Kafka (KRaft, one node) from Maven Central.")
 
 

@@ -22,6 +22,7 @@ out = Console()
 
 SAMPLE = "conversation.jsonl"
 QUIET_S = 8.0
+QUERY = "Which rail pass should I buy for my trip?"
 
 
 def _sample(session_id: str) -> list[InteractionEvent]:
@@ -32,6 +33,9 @@ def _sample(session_id: str) -> list[InteractionEvent]:
         data["session_id"] = session_id
         data["event_id"] = f"{session_id}-{data['event_id']}"
         events.append(InteractionEvent.model_validate(data))
+    last = events[-1]
+    events.append(last.model_copy(update={"event_id": f"{session_id}-end", "kind": "session_end", "text": "",
+                                          "role": "system", "ts": last.ts + 1}))
     return events
 
 
@@ -45,6 +49,23 @@ def _ensure_broker(bootstrap: str) -> None:
     if host not in ("127.0.0.1", "localhost"):
         raise typer.BadParameter(f"no broker answers at {bootstrap}")
     LocalKafka(port=int(port)).up()
+
+
+def _complete(seen: list[MemoryUpdate], messages: int) -> bool:
+    """Every message indexed and every one of them inside a sealed episode."""
+    indexed = {u.ids[0] for u in seen if u.kind == "event_indexed"}
+    sealed = {e for u in seen if u.kind == "episode_sealed" for e in u.payload.get("event_ids", [])}
+    return len(indexed) >= messages and len(sealed) >= messages
+
+
+async def _recall(web_port: int, session_id: str) -> list[dict]:
+    import aiohttp
+
+    body = {"query": QUERY, "tenant_id": "demo", "session_id": session_id, "k_s": 1, "k_c": 0}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"http://127.0.0.1:{web_port}/recall/", json=body) as response:
+            response.raise_for_status()
+            return (await response.json())["episodes"]
 
 
 def _describe(update: MemoryUpdate) -> str:
@@ -77,6 +98,8 @@ async def _run(session_id: str, timeout: float, worker: subprocess.Popen) -> lis
             for update in batch:
                 seen.append(update)
                 out.print(f"  [cyan]{update.kind:<15}[/cyan] {_describe(update)}")
+            if _complete(seen, len(events) - 1):
+                break
     return seen
 
 
@@ -101,6 +124,12 @@ def demo(
         except RuntimeError as exc:
             out.print(f"[red]{exc}; see {log_path}[/red]")
             raise typer.Exit(1) from None
+        episodes = asyncio.run(_recall(settings.worker.web_port, session_id))
+        out.print(f"[bold]recall[/bold] {QUERY!r} →")
+        for episode in episodes:
+            out.print(f"  episode {episode['episode_index']} (score {episode['score']:.2f}):")
+            for item in episode["events"]:
+                out.print(f"    [dim]{item['role']:>9}[/dim] {item['text']}")
         kinds: dict[str, int] = {}
         for update in seen:
             kinds[update.kind] = kinds.get(update.kind, 0) + 1

@@ -50,7 +50,7 @@ class Namespace:
         state.mkdir(parents=True, exist_ok=True)
         full_env = {**os.environ, **self.env, "MEMSTREAM_WORKER__STATE_DIR": str(state),
                     "MEMSTREAM_WORKER__WEB_PORT": str(free_port()), "PYTHONUNBUFFERED": "1", **env}
-        cmd = [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"]
+        cmd = [sys.executable, "-m", "streams.cli", "worker", "--loglevel", os.environ.get("MEMSTREAM_TEST_WORKER_LOGLEVEL", "warning")]
         if stages:
             cmd += ["--stages", stages]
         log = open(self.root / f"{name}.log", "ab")
@@ -78,7 +78,9 @@ async def collect(
     kafka: KafkaSettings, topic: str, done: Callable[[list[bytes]], bool], timeout: float = 60.0
 ) -> list[bytes]:
     """Read `topic` from the beginning until done(values) or the timeout; return all values read."""
-    consumer = AIOKafkaConsumer(**kafka.client_kwargs(), group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        **kafka.client_kwargs(), group_id=None, enable_auto_commit=False, isolation_level="read_committed"
+    )
     await consumer.start()
     values: list[bytes] = []
     try:

@@ -1,0 +1,35 @@
+"""``memstream eval segmentation``: episodic segmentation quality against baselines (bench.eval_segmentation)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+
+def eval_segmentation(
+    input: Path | None = typer.Option(  # noqa: A002 - the option is called --input
+        None, "--input", help='JSONL of {"stream", "text", "boundary"} records; default: the Wikipedia dev set',
+        exists=True, dir_okay=False,
+    ),
+    json_out: bool = typer.Option(False, "--json", help="print the full result as JSON"),
+) -> None:
+    """Segment streams with memstream's streaming segmenter and baselines; print F1, Pk and WindowDiff."""
+    from bench.eval_segmentation import run
+
+    result = run(input)
+    if json_out:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    data = result["data"]
+    typer.echo(f"{data['streams']} streams, {data['records']} records, {data['gold_boundaries']} gold boundaries "
+               f"(F1 tolerance ±{data['tolerance']}; lower Pk/WindowDiff is better)")
+    typer.echo(f"{'method':<22}{'F1':>8}{'Pk':>8}{'WinDiff':>9}{'bounds':>8}")
+    for method in result["f1"]:
+        typer.echo(f"{method:<22}{result['f1'][method]:>8.3f}{result['pk'][method]:>8.3f}"
+                   f"{result['windowdiff'][method]:>9.3f}{result['boundaries'][method]:>8d}")
+
+
+if __name__ == "__main__":
+    typer.run(eval_segmentation)

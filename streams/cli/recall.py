@@ -1,0 +1,84 @@
+"""``memstream recall``: embed a query and recall episodes straight from the configured store.
+
+With the embedded (edge) store this needs the store's directory to itself: while a worker runs, it owns
+the store, so ask the worker's HTTP ``/recall/`` instead (or use the server backend).
+
+    python -m streams.cli.recall "where did we leave the budget?" --tenant acme --user alice
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sys
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agents.store import RecalledEpisode, StoreLockedError, make_store, recall
+from streams.settings import get_settings
+
+err = Console(stderr=True)
+
+
+def _when(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _print(episodes: list[RecalledEpisode]) -> None:
+    out = Console()
+    if not episodes:
+        out.print("[dim]nothing recalled[/dim]")
+        return
+    for ep in episodes:
+        mark = f"score {ep.score:.3f}" if ep.score is not None else f"neighbour (of {ep.anchor_score:.3f})"
+        style = "bold" if ep.is_hit else "dim"
+        out.print(f"[{style}]{ep.session_id} · episode {ep.episode_index} · {_when(ep.start_ts)} · {mark}[/{style}]")
+        table = Table(show_header=False, box=None, padding=(0, 1, 0, 2))
+        table.add_column("ts", style="dim", no_wrap=True)
+        table.add_column("role", style="cyan", no_wrap=True)
+        table.add_column("text")
+        for event in ep.events:
+            table.add_row(_when(event.ts), event.role, event.text)
+        out.print(table)
+        out.print()
+
+
+async def _recall(query: str, tenant: str, user: str | None, session: str | None, k_s: int, k_c: int) -> list[RecalledEpisode]:
+    from models.embedder import Embedder
+
+    settings = get_settings()
+    async with make_store(settings.store, state_dir=settings.worker.state_dir) as store:  # fails fast if locked
+        embedder = await asyncio.to_thread(Embedder, settings.embedder)
+        vector = (await asyncio.to_thread(embedder.embed, [query]))[0]
+        return await recall(store, vector, tenant, user_id=user, session_id=session, k_s=k_s, k_c=k_c)
+
+
+def recall_cmd(
+    query: str = typer.Argument(..., help="What to remember (free text; it is embedded)."),
+    tenant: str = typer.Option(..., "--tenant", help="Tenant to search (required: tenants never mix)."),
+    user: str | None = typer.Option(None, "--user", help="Only this user's episodes."),
+    session: str | None = typer.Option(None, "--session", help="Only this session's episodes."),
+    k_s: int = typer.Option(5, "--k-s", min=1, help="Episodes found by similarity."),
+    k_c: int = typer.Option(1, "--k-c", min=0, help="Adjacent episodes added on each side of every hit."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Recall episodes similar to QUERY, with their temporal neighbours, in time order."""
+    try:
+        episodes = asyncio.run(_recall(query, tenant, user, session, k_s, k_c))
+    except StoreLockedError as exc:
+        err.print(f"[red]{exc}[/red]\nA running worker owns the embedded store: use its HTTP /recall/ endpoint.")
+        raise typer.Exit(2) from exc
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    if json_out:
+        sys.stdout.write(orjson.dumps([e.to_dict() for e in episodes]).decode() + "\n")
+    else:
+        _print(episodes)
+
+
+if __name__ == "__main__":
+    typer.run(recall_cmd)

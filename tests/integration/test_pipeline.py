@@ -1,0 +1,120 @@
+"""The whole pipeline on the real broker: embed, segment (state survives a restart), index, recall."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import pytest
+
+from models.embedder import Embedder
+from streams.client import Publisher, subscribe
+from streams.codec import decode_with_vector
+from streams.contracts import InteractionEvent, MemoryUpdate
+from tests.integration.harness import Namespace, collect, free_port
+
+pytestmark = pytest.mark.integration
+
+TOPICS = json.loads((Path(__file__).parents[1] / "fixtures" / "three_topics.json").read_text())
+
+
+def session_events(tenant: str, session: str) -> list[InteractionEvent]:
+    texts = [t for block in TOPICS.values() for t in block]
+    return [
+        InteractionEvent(event_id=f"{session}-{i:03d}", tenant_id=tenant, user_id="u1", session_id=session,
+                         ts=1_764_000_000 + 30 * i, text=text)
+        for i, text in enumerate(texts)
+    ]
+
+
+def end_event(last: InteractionEvent) -> InteractionEvent:
+    return last.model_copy(update={"event_id": f"{last.session_id}-end", "kind": "session_end", "text": "",
+                                   "ts": last.ts + 1})
+
+
+async def wait_for(updates, seen: list[MemoryUpdate], done, timeout: float, workers=()) -> None:
+    deadline = time.monotonic() + timeout
+    while not done(seen):
+        if time.monotonic() > deadline:
+            from collections import Counter
+            raise AssertionError(f"timed out; saw {Counter(u.kind for u in seen)}; sealed {sealed(seen)}")
+        for proc in workers:
+            assert proc.poll() is None, "a worker died"
+        seen.extend(await updates.poll(timeout=0.5))
+
+
+def indexed(seen: list[MemoryUpdate]) -> set[str]:
+    return {u.ids[0] for u in seen if u.kind == "event_indexed"}
+
+
+def sealed(seen: list[MemoryUpdate]) -> dict[int, list[str]]:
+    return {u.payload["episode_index"]: u.payload["event_ids"] for u in seen if u.kind == "episode_sealed"}
+
+
+async def test_embedded_topic_carries_the_embedders_vectors(kafka_bootstrap, tmp_path):
+    ns = Namespace(kafka_bootstrap, tmp_path)
+    await ns.create_topics()
+    ns.start_worker(stages="validate,embed")
+    events = session_events("t1", "s1")[:10]
+    try:
+        async with Publisher(ns.kafka) as pub:
+            await pub.publish_many(events)
+        frames = await collect(ns.kafka, ns.kafka.topics.embedded, lambda v: len(v) >= 10, timeout=120)
+    finally:
+        ns.stop_workers()
+    assert len(frames) == 10, ns.logs()
+    got = {r.event_id: v for r, v in (decode_with_vector(f, InteractionEvent) for f in frames)}
+    expected = Embedder().embed([e.text for e in events])
+    for event, want in zip(events, expected):
+        vector = got[event.event_id]
+        assert vector.dtype == np.float32 and vector.shape == (384,)
+        assert float(vector @ want) >= 0.9999
+
+
+async def test_three_topics_segment_at_the_changes_and_survive_a_restart(kafka_bootstrap, tmp_path):
+    ns = Namespace(kafka_bootstrap, tmp_path)
+    await ns.create_topics()
+    port = free_port()
+    events = session_events("acme", "s1")
+    half = len(events) // 2
+    seen: list[MemoryUpdate] = []
+    try:
+        async with subscribe(session_id="s1", kafka=ns.kafka) as updates:
+            first = ns.start_worker("first", MEMSTREAM_WORKER__WEB_PORT=str(port))
+            async with Publisher(ns.kafka) as pub:
+                await pub.publish_many(events[:half])
+            await wait_for(updates, seen, lambda s: len(indexed(s)) >= half, 180, [first])
+            ns.stop_workers()  # a clean restart on a NEW state dir: session state must come from the changelog
+            second = ns.start_worker("second", MEMSTREAM_WORKER__WEB_PORT=str(port))
+            async with Publisher(ns.kafka) as pub:
+                await pub.publish_many([*events[half:], end_event(events[-1])])
+            all_ids = {e.event_id for e in events}
+            await wait_for(updates, seen, lambda s: {i for ids in sealed(s).values() for i in ids} >= all_ids,
+                           180, [second])
+
+            episodes = sealed(seen)
+            assert sorted(episodes) == list(range(len(episodes))), "episode indices restarted: state was lost"
+            members = [i for idx in sorted(episodes) for i in episodes[idx]]
+            assert members == [e.event_id for e in events], "episodes must partition the session in order"
+            starts = [events.index(next(e for e in events if e.event_id == episodes[idx][0])) for idx in episodes][1:]
+            radius = 4
+            for change in (12, 24):
+                assert any(abs(s - change) <= radius for s in starts), f"no boundary near {change}: {starts}"
+
+            async with aiohttp.ClientSession() as http:
+                body = {"query": "planets, stars and telescopes", "tenant_id": "acme", "k_s": 1, "k_c": 0}
+                async with http.post(f"http://127.0.0.1:{port}/recall/", json=body) as response:
+                    assert response.status == 200
+                    hits = (await response.json())["episodes"]
+                async with http.post(f"http://127.0.0.1:{port}/recall/", json={**body, "tenant_id": "other"}) as r:
+                    assert (await r.json())["episodes"] == []
+                async with http.post(f"http://127.0.0.1:{port}/recall/", json={"query": "x"}) as r:
+                    assert r.status == 400
+            assert hits and all(ev["event_id"] in {e.event_id for e in events[:12]} for ev in hits[0]["events"][:8])
+    finally:
+        ns.stop_workers()
+        print(ns.logs()[-4000:])
