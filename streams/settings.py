@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agents.store.base import StoreConfig
+from models.compensation import CompensationConfig
 from models.embedder import EmbedderConfig
 from models.segmenter import SegmentationConfig
 from streams.topics import TopicNames
@@ -103,6 +104,7 @@ class Settings(BaseSettings):
     segment: SegmentStageSettings = Field(default_factory=SegmentStageSettings)
     segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    compensation: CompensationConfig = Field(default_factory=CompensationConfig)
 
     @property
     def topics(self) -> TopicNames:
