@@ -12,6 +12,7 @@ import faust
 import numpy as np
 
 from agents.dead_letters import reject
+from agents.retry import until_done
 from agents.runtime import Runtime
 from agents.store import EpisodePoint, EventPoint
 from streams.codec import InvalidRecord, decode_frame, encode
@@ -64,14 +65,19 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
                     decoded.append(decode_frame(event.value))
                 except InvalidRecord as exc:
                     await reject(topics, event, exc.reason, STAGE)
-            store = await runtime.store()
             event_points = [_event_point(r, v) for r, v in decoded if isinstance(r, InteractionEvent)]
             episode_points = [_episode_point(r, v) for r, v in decoded
                               if isinstance(r, EpisodeRecord) and r.kind == "sealed"]
-            if event_points:  # events first: an episode is never stored before its events
-                await store.upsert_events(event_points)
-            if episode_points:  # an opened episode has no centroid yet: announced, not stored
-                await store.upsert_episodes(episode_points)
+
+            async def write() -> None:
+                store = await runtime.store()
+                if event_points:  # events first: an episode is never stored before its events
+                    await store.upsert_events(event_points)
+                if episode_points:  # an opened episode has no centroid yet: announced, not stored
+                    await store.upsert_episodes(episode_points)
+
+            if event_points or episode_points:
+                await until_done(write, f"writing {len(event_points)} events, {len(episode_points)} episodes")
             for record, _ in decoded:
                 update = _event_update(record) if isinstance(record, InteractionEvent) else _episode_update(record)
                 await topics.memory_updates.send(key=record.key, value=encode(update))
