@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agents.store import RecalledEpisode, StoreLockedError, make_store, recall
+from agents.store import RecalledEpisode, RecalledEvent, StoreLockedError, make_store, recall
 from streams.settings import get_settings
 
 err = Console(stderr=True)
@@ -56,6 +56,21 @@ async def _recall(query: str, tenant: str, user: str | None, session: str | None
         return await recall(store, vector, tenant, user_id=user, session_id=session, k_s=k_s, k_c=k_c)
 
 
+async def _recall_http(worker: str, body: dict) -> list[RecalledEpisode]:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{worker.rstrip('/')}/recall/", json=body) as response:
+            if response.status >= 400:
+                raise ValueError(f"worker answered {response.status}: {await response.text()}")
+            data = await response.json()
+    return [
+        RecalledEpisode(**{k: v for k, v in e.items() if k not in ("events", "is_hit")},
+                        events=[RecalledEvent(**ev) for ev in e["events"]])
+        for e in data["episodes"]
+    ]
+
+
 def recall_cmd(
     query: str = typer.Argument(..., help="What to remember (free text; it is embedded)."),
     tenant: str = typer.Option(..., "--tenant", help="Tenant to search (required: tenants never mix)."),
@@ -64,12 +79,20 @@ def recall_cmd(
     k_s: int = typer.Option(5, "--k-s", min=1, help="Episodes found by similarity."),
     k_c: int = typer.Option(1, "--k-c", min=0, help="Adjacent episodes added on each side of every hit."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    worker: str | None = typer.Option(
+        None, "--worker", help="Ask this worker's HTTP API (e.g. http://127.0.0.1:6066) instead of opening the "
+        "store directly; needed while a worker owns the embedded store."),
 ) -> None:
     """Recall episodes similar to QUERY, with their temporal neighbours, in time order."""
     try:
-        episodes = asyncio.run(_recall(query, tenant, user, session, k_s, k_c))
+        if worker:
+            body = {"query": query, "tenant_id": tenant, "user_id": user, "session_id": session, "k_s": k_s,
+                    "k_c": k_c}
+            episodes = asyncio.run(_recall_http(worker, body))
+        else:
+            episodes = asyncio.run(_recall(query, tenant, user, session, k_s, k_c))
     except StoreLockedError as exc:
-        err.print(f"[red]{exc}[/red]\nA running worker owns the embedded store: use its HTTP /recall/ endpoint.")
+        err.print(f"[red]{exc}[/red]\nA running worker owns the embedded store: pass --worker http://127.0.0.1:PORT.")
         raise typer.Exit(2) from exc
     except ValueError as exc:
         err.print(f"[red]{exc}[/red]")
