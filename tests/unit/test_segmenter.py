@@ -1,0 +1,237 @@
+"""Streaming segmenter: finds topic shifts, bounded state, same episodes whatever the push/restart split."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from models.segmenter import EpisodeChange, SegmentationConfig, Segmenter, SessionState
+
+
+def topic_stream(lengths: list[int], dim: int = 48, noise: float = 0.6, seed: int = 0) -> tuple[np.ndarray, list[int]]:
+    """Unit vectors around one random centre per topic; returns vectors and the gold boundaries."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(len(lengths), dim))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    rows = [centres[i] + noise * rng.normal(size=dim) / np.sqrt(dim) for i, n in enumerate(lengths) for _ in range(n)]
+    x = np.asarray(rows, dtype=np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True), list(np.cumsum(lengths)[:-1])
+
+
+def run(seg: Segmenter, x: np.ndarray, cuts: set[int] = frozenset(), flush_at_end: bool = True) -> list[EpisodeChange]:
+    """Push every row; at each index in ``cuts`` round-trip the state through bytes (a restart)."""
+    state = SessionState()
+    changes: list[EpisodeChange] = []
+    for i, v in enumerate(x):
+        if i in cuts:
+            state = SessionState.from_bytes(state.to_bytes())
+        changes += seg.push(state, f"e{i}", float(i), v, text=f"t{i}")
+        assert len(state) <= seg.config.state_bound
+        assert len(state.history) <= seg.config.window
+    if flush_at_end:
+        changes += seg.flush(state)
+    return changes
+
+
+def sealed(changes: list[EpisodeChange]) -> list[EpisodeChange]:
+    return [c for c in changes if c.kind == "sealed"]
+
+
+def starts(changes: list[EpisodeChange]) -> list[int]:
+    return [int(c.event_ids[0][1:]) for c in sealed(changes)][1:]
+
+
+CONFIGS = [
+    SegmentationConfig(),  # symmetric likelihood ratio of look-back vs look-ahead, modularity refinement
+    # EM-LLM as published: per-event surprise against the current episode, first crossing
+    SegmentationConfig(context="episode", score="surprise", ahead=1, peak_wait=0, half_life=8.0, graph_context=6),
+    SegmentationConfig(surprise="gaussian", refine="conductance", score="contrast", ahead=4, graph_context=6, min_len=5),
+    SegmentationConfig(surprise="cosine", refine="none", context="episode", ahead=3, max_context=30),
+]
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_finds_topic_shifts(config: SegmentationConfig) -> None:
+    x, gold = topic_stream([14, 20, 12, 25, 16, 18, 15], seed=1)
+    found = starts(run(Segmenter(config), x))
+    hits = sum(any(abs(f - g) <= 2 for f in found) for g in gold)
+    assert hits >= len(gold) - 1, (found, gold)
+    assert len(found) <= len(gold) + 2, (found, gold)
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_episodes_partition_the_stream(config: SegmentationConfig) -> None:
+    x, _ = topic_stream([10, 30, 8, 70, 12], seed=2)
+    changes = run(Segmenter(config), x)
+    eps = sealed(changes)
+    assert [c.episode_index for c in eps] == list(range(len(eps)))
+    ids = [i for c in eps for i in c.event_ids]
+    assert ids == [f"e{i}" for i in range(len(x))]
+    for c in eps[:-1]:
+        assert config.min_len <= len(c.event_ids) <= config.max_len
+    for c in eps:
+        members = x[[int(i[1:]) for i in c.event_ids]].mean(0)
+        assert c.centroid is not None and c.centroid.dtype == np.float32
+        np.testing.assert_allclose(c.centroid, members / np.linalg.norm(members), atol=1e-6)
+        assert c.start_ts == float(c.event_ids[0][1:]) and c.end_ts == float(c.event_ids[-1][1:])
+    opened = [c for c in changes if c.kind == "opened"]
+    assert [c.episode_index for c in opened] == list(range(len(eps)))
+    # every episode is announced opened before it is sealed
+    pos = {(c.kind, c.episode_index): k for k, c in enumerate(changes)}
+    assert all(pos[("opened", i)] < pos[("sealed", i)] for i in range(len(eps)))
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_same_episodes_whatever_the_restarts(config: SegmentationConfig) -> None:
+    x, _ = topic_stream([9, 22, 13, 40, 11, 17], seed=3)
+    seg = Segmenter(config)
+    reference = run(seg, x)
+    rng = np.random.default_rng(0)
+    for trial in range(4):
+        cuts = set(rng.choice(len(x), size=rng.integers(1, 30), replace=False).tolist())
+        again = run(seg, x, cuts)
+        assert [(c.kind, c.episode_index, c.event_ids) for c in again] == [
+            (c.kind, c.episode_index, c.event_ids) for c in reference
+        ]
+        for a, b in zip(sealed(again), sealed(reference)):
+            np.testing.assert_array_equal(a.centroid, b.centroid)
+
+
+def test_sealed_within_lookahead_of_the_boundary() -> None:
+    config = SegmentationConfig()
+    x, _ = topic_stream([15, 15, 15, 15], seed=4)
+    seg, state = Segmenter(config), SessionState()
+    for i, v in enumerate(x):
+        for c in seg.push(state, f"e{i}", float(i), v):
+            if c.kind == "sealed":
+                closing = int(c.event_ids[-1][1:]) + 1  # first event after the sealed episode
+                assert i - closing <= config.lookahead + config.radius
+
+
+def test_max_len_cuts_a_monotonous_stream() -> None:
+    config = SegmentationConfig(max_len=20, min_len=4)
+    x, _ = topic_stream([100], seed=5, noise=0.3)
+    eps = sealed(run(Segmenter(config), x))
+    assert len(eps) >= 5 and all(len(c.event_ids) <= 20 for c in eps)
+
+
+def test_state_is_json_and_float32_bytes() -> None:
+    x, _ = topic_stream([12, 12], seed=6)
+    seg, state = Segmenter(), SessionState()
+    for i, v in enumerate(x):
+        seg.push(state, f"e{i}", float(i), v)
+    data = state.to_dict()
+    json.dumps(data)
+    assert data["dim"] == 48 and len(data["ids"]) == len(state)
+    back = SessionState.from_dict(data)
+    np.testing.assert_array_equal(back.vectors, state.vectors)
+    assert back.vectors.dtype == np.float32
+    assert len(state.to_bytes()) < 48 * 4 * 2 * seg.config.state_bound + 4096
+
+
+def test_flush_seals_all_and_the_session_goes_on() -> None:
+    x, _ = topic_stream([10, 10], seed=7)
+    seg, state = Segmenter(), SessionState()
+    first = [c for i, v in enumerate(x[:10]) for c in seg.push(state, f"a{i}", float(i), v)]
+    closed = seg.flush(state)
+    assert len(state) == 0 and closed[-1].kind == "sealed"
+    assert [i for c in sealed(first + closed) for i in c.event_ids] == [f"a{i}" for i in range(10)]
+    assert seg.flush(state) == []
+    later = [c for i, v in enumerate(x[10:]) for c in seg.push(state, f"b{i}", 10.0 + i, v)]
+    assert later[0].kind == "opened" and later[0].episode_index == closed[-1].episode_index + 1
+
+
+def test_rejects_other_dimensions_and_bad_configs() -> None:
+    seg, state = Segmenter(), SessionState()
+    seg.push(state, "a", 0.0, np.ones(8))
+    with pytest.raises(ValueError):
+        seg.push(state, "b", 1.0, np.ones(9))
+    with pytest.raises(ValueError):
+        SegmentationConfig(min_len=10, max_len=5)
+    with pytest.raises(ValueError):
+        SegmentationConfig(radius=8, graph_context=8)
+
+
+def test_a_text_surprise_keeps_texts() -> None:
+    class Novelty:
+        name = "novelty"
+        needs_text = True
+
+        def score(self, vectors, texts, context):
+            seen = {w for t in context.texts for w in t.split()}
+            return np.array([float(np.mean([w not in seen for w in t.split()])) for t in texts])
+
+    seg, state = Segmenter(SegmentationConfig(refine="none", ahead=1, min_len=2, warmup=3), Novelty()), SessionState()
+    words = ["a b", "a b", "b a", "a a", "b b", "x y", "y x", "x x", "y y", "x y"]
+    changes = [c for i, w in enumerate(words) for c in seg.push(state, str(i), float(i), np.ones(4), w)]
+    changes += seg.flush(state)
+    assert [c.event_ids[0] for c in sealed(changes)] == ["0", "5"]
+
+
+def test_lookahead_score_waits_for_the_peak() -> None:
+    # one odd event inside a topic is not a lasting change: the look-ahead score ignores it
+    x, gold = topic_stream([30, 30], seed=8, noise=0.5)
+    rng = np.random.default_rng(9)
+    odd = rng.normal(size=48).astype(np.float32)
+    x[15] = odd / np.linalg.norm(odd)
+    found = starts(run(Segmenter(SegmentationConfig(refine="none")), x))
+    assert found == gold
+
+
+def test_config_bounds() -> None:
+    c = SegmentationConfig()
+    assert c.lookahead == max(c.ahead + c.peak_wait, c.graph_context) - 1
+    assert c.state_bound == c.max_len + c.lookahead
+    e = SegmentationConfig(context="episode", refine="none", ahead=1, peak_wait=0)
+    assert e.lookahead == 0 and e.state_bound == e.max_len
+
+
+@pytest.mark.parametrize("seed", range(int(__import__("os").environ.get("SEG_SEEDS", "6"))))
+def test_random_configs_keep_the_contract(seed: int) -> None:
+    """Bound, partition and restart-invariance over random configs, including idle flushes mid-stream."""
+    rng = np.random.default_rng(100 + seed)
+    min_len = int(rng.integers(1, 6))
+    ahead = int(rng.integers(1, 8))
+    peak_wait = int(rng.integers(0, 4))
+    radius = int(rng.integers(0, min(3, min_len + ahead + peak_wait)))
+    config = SegmentationConfig(
+        surprise=str(rng.choice(["vmf", "cosine", "gaussian"])),
+        context=str(rng.choice(["episode", "recent"])),
+        score=str(rng.choice(["surprise", "contrast", "symmetric"])),
+        max_context=int(rng.integers(1, 12)),
+        ahead=ahead,
+        peak_wait=peak_wait,
+        gamma=float(rng.uniform(0.0, 2.0)),
+        window=int(rng.integers(2, 30)),
+        warmup=2,
+        min_len=min_len,
+        max_len=int(rng.integers(min_len + 1, 25)),
+        refine=str(rng.choice(["modularity", "conductance", "none"])),
+        radius=radius,
+        graph_context=int(rng.integers(radius + 1, min_len + ahead + peak_wait + 1)),
+    )
+    x, _ = topic_stream(list(rng.integers(3, 30, size=6)), dim=16, seed=seed)
+    flush_at = set(rng.choice(len(x), size=2, replace=False).tolist())
+    seg = Segmenter(config)
+
+    def go(cuts: set[int]) -> list[tuple]:
+        state, out = SessionState(), []
+        for i, v in enumerate(x):
+            if i in cuts:
+                state = SessionState.from_bytes(state.to_bytes())
+            if i in flush_at:
+                out += seg.flush(state)
+            out += seg.push(state, f"e{i}", float(i), v)
+            assert len(state) <= config.state_bound
+        out += seg.flush(state)
+        eps = sealed(out)
+        assert [i for c in eps for i in c.event_ids] == [f"e{i}" for i in range(len(x))]
+        assert [c.episode_index for c in eps] == list(range(len(eps)))
+        assert all(len(c.event_ids) <= config.max_len for c in eps)
+        return [(c.kind, c.episode_index, tuple(c.event_ids)) for c in out]
+
+    reference = go(set())
+    assert go(set(range(len(x)))) == reference
+    assert go(set(rng.choice(len(x), size=10, replace=False).tolist())) == reference
