@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-BOOTSTRAP = os.environ.get("MEMSTREAM_TEST_BOOTSTRAP", "127.0.0.1:9092")
+BOOTSTRAP = os.environ.get("MEMSTREAM_TEST_BOOTSTRAP") or f"127.0.0.1:{os.environ.get('MEMSTREAM_KAFKA_PORT', '9092')}"
 
 
 def _reachable(bootstrap: str) -> bool:
