@@ -55,16 +55,19 @@ def _episode_update(record: EpisodeRecord) -> MemoryUpdate:
 
 def register(app: faust.App, topics, runtime: Runtime) -> None:
     settings = runtime.settings
+    metrics = runtime.metrics
 
     @app.agent(topics.episodes, name=f"{settings.worker.app_id}.index")
     async def index(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.store.upsert_batch, within=settings.embed.max_wait_s):
+            metrics.received(STAGE, len(events))
+            metrics.batch(STAGE, len(events))
             decoded = []
             for event in events:
                 try:
                     decoded.append(decode_frame(event.value))
                 except InvalidRecord as exc:
-                    await reject(topics, event, exc.reason, STAGE)
+                    await reject(topics, event, exc.reason, STAGE, metrics)
             event_points = [_event_point(r, v) for r, v in decoded if isinstance(r, InteractionEvent)]
             episode_points = [_episode_point(r, v) for r, v in decoded
                               if isinstance(r, EpisodeRecord) and r.kind == "sealed"]
@@ -72,12 +75,15 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
             async def write() -> None:
                 store = await runtime.store()
                 if event_points:  # events first: an episode is never stored before its events
-                    await store.upsert_events(event_points)
+                    with metrics.store_timer("upsert_events"):
+                        await store.upsert_events(event_points)
                 if episode_points:  # an opened episode has no centroid yet: announced, not stored
-                    await store.upsert_episodes(episode_points)
+                    with metrics.store_timer("upsert_episodes"):
+                        await store.upsert_episodes(episode_points)
 
             if event_points or episode_points:
                 await until_done(write, f"writing {len(event_points)} events, {len(episode_points)} episodes")
             for record, _ in decoded:
                 update = _event_update(record) if isinstance(record, InteractionEvent) else _episode_update(record)
                 await topics.memory_updates.send(key=record.key, value=encode(update))
+            metrics.sent(STAGE, len(decoded))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from agents.metrics import Metrics
 from agents.store import make_store
 from streams.settings import Settings
 
@@ -22,6 +23,7 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.metrics = Metrics()  # per-app registry: agents record here, the metrics stage serves it
         self._store: EdgeStore | ServerStore | None = None
         self._store_lock = asyncio.Lock()
         self._embedder: Embedder | None = None

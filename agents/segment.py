@@ -17,6 +17,7 @@ import faust
 import numpy as np
 
 from agents.dead_letters import reject
+from agents.metrics import new_scores
 from agents.runtime import Runtime
 from models.segmenter import EpisodeChange, Segmenter, SessionState
 from streams.codec import InvalidRecord, decode_with_vector, encode_with_vector
@@ -36,6 +37,7 @@ def _episode_record(change: EpisodeChange, event: InteractionEvent) -> EpisodeRe
 def register(app: faust.App, topics, runtime: Runtime) -> None:
     settings = runtime.settings
     segmenter = Segmenter(settings.segmentation)
+    metrics = runtime.metrics
     app_id = settings.worker.app_id
     sessions = app.Table(
         f"{app_id}-segment-sessions", partitions=settings.kafka.partitions,
@@ -51,10 +53,11 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
     @app.agent(topics.embedded, name=f"{app_id}.segment")
     async def segment(stream: faust.StreamT) -> None:
         async for event in stream.events():
+            metrics.received(STAGE)
             try:
                 record, vector = decode_with_vector(event.value, InteractionEvent)
             except InvalidRecord as exc:
-                await reject(topics, event, f"undecodable embedded record: {exc}", STAGE)
+                await reject(topics, event, f"undecodable embedded record: {exc}", STAGE, metrics)
                 continue
             key = record.key
             raw = sessions.get(key)
@@ -62,15 +65,19 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
             if record.kind in CONTROL_KINDS:
                 changes = segmenter.flush(state)
             else:
+                cursor = state.cursor
                 changes = segmenter.push(state, record.event_id, record.ts, vector, record.text)
+                metrics.scores(new_scores(state, cursor))
             sessions[key] = state.to_bytes()
             open_events = len(state) if record.kind not in CONTROL_KINDS else 0
             activity[key] = f"{time.time():.3f}|{record.user_id}|{open_events}".encode()
             if record.kind not in CONTROL_KINDS:  # the event itself goes on to be indexed, before its episode
                 await topics.episodes.send(key=key, value=event.value)
+                metrics.sent(STAGE)
             for change in changes:
                 centroid = change.centroid if change.centroid is not None else empty
                 await topics.episodes.send(key=key, value=encode_with_vector(_episode_record(change, record), centroid))
+                metrics.episode(change.kind, len(change.event_ids))
 
     @app.timer(interval=settings.segment.idle_check_s)
     async def seal_idle_sessions() -> None:

@@ -15,16 +15,19 @@ STAGE = "validate"
 def register(app: faust.App, topics, runtime: Runtime) -> None:
     settings = runtime.settings
     max_chars = settings.worker.max_text_chars
+    metrics = runtime.metrics
 
     @app.agent(topics.interactions, name=f"{settings.worker.app_id}.validate")
     async def validate(stream: faust.StreamT) -> None:
         async for event in stream.events():
+            metrics.received(STAGE)
             try:
                 record = decode_interaction(event.value, max_text_chars=max_chars)
             except InvalidRecord as exc:
-                await reject(topics, event, exc.reason, STAGE)
+                await reject(topics, event, exc.reason, STAGE, metrics)
                 continue
             await topics.validated.send(key=record.key, value=encode(record))
+            metrics.sent(STAGE)
             update = MemoryUpdate.make(
                 "event_received", record.tenant_id, [record.event_id], record.ts,
                 user_id=record.user_id, session_id=record.session_id,

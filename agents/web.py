@@ -1,4 +1,4 @@
-"""HTTP API on every worker (Faust web views): recall, get, forget, health."""
+"""HTTP API on every worker (Faust web views): recall, compensate, get, forget, health."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from faust.web import Request, Response, View
 from faust.web.exceptions import ValidationError as WebValidationError
 from pydantic import BaseModel, ValidationError
 
+from agents import compensate
 from agents.runtime import Runtime
 from agents.store import recall
 from streams.api import ForgetRequest, GetRequest, RecallRequest
@@ -33,35 +34,43 @@ async def _body(request: Request, model: type[M]) -> M:
 
 
 def register(app: faust.App, topics, runtime: Runtime) -> None:
+    metrics = runtime.metrics
+
     @app.page("/recall/")
     class RecallView(View):
         async def post(self, request: Request) -> Response:
             body = await _body(request, RecallRequest)
             vector = (await runtime.embed([body.query]))[0]
-            episodes = await recall(
-                await runtime.store(), vector, body.tenant_id, user_id=body.user_id, session_id=body.session_id,
-                k_s=body.k_s, k_c=body.k_c, since=body.since, until=body.until,
-            )
+            with metrics.store_timer("recall"):
+                episodes = await recall(
+                    await runtime.store(), vector, body.tenant_id, user_id=body.user_id, session_id=body.session_id,
+                    k_s=body.k_s, k_c=body.k_c, since=body.since, until=body.until,
+                )
             return self.json({"episodes": [e.to_dict() for e in episodes]})
 
     @app.page("/get/")
     class GetView(View):
         async def post(self, request: Request) -> Response:
             body = await _body(request, GetRequest)
-            events = await (await runtime.store()).events_by_ids(body.tenant_id, body.event_ids)
+            with metrics.store_timer("get"):
+                events = await (await runtime.store()).events_by_ids(body.tenant_id, body.event_ids)
             return self.json({"events": [_event_dict(e) for e in events]})
 
     @app.page("/forget/")
     class ForgetView(View):
         async def post(self, request: Request) -> Response:
             body = await _body(request, ForgetRequest)
-            removed = await (await runtime.store()).forget(body.tenant_id, body.user_id)
+            with metrics.store_timer("forget"):
+                removed = await (await runtime.store()).forget(body.tenant_id, body.user_id)
+            compensate.service(runtime).forget_tenant(body.tenant_id)  # the sketch cannot forget one user
             update = MemoryUpdate.make(
                 "forgotten", body.tenant_id, [body.user_id], time.time(), user_id=body.user_id,
                 payload={"points_removed": removed},
             )
             await topics.memory_updates.send(key=f"{body.tenant_id}/{body.user_id}".encode(), value=encode(update))
             return self.json({"removed": removed})
+
+    compensate.register_views(app, runtime)  # POST /compensate/ (agents/compensate.py)
 
     @app.page("/healthz/")
     class HealthView(View):

@@ -46,8 +46,10 @@ __all__ = [
     "compensate",
     "error_estimate",
     "feature_key",
+    "fit_dim",
     "hashed_vector",
     "identity_key",
+    "memory_key",
     "softmax_weights",
     "weighted_estimate",
 ]
@@ -180,6 +182,47 @@ def identity_key(key: np.ndarray, user_id: str, share: float = 0.9, dim: int = 6
     return np.concatenate([math.sqrt(share) * user, math.sqrt(1 - share) * np.asarray(key, np.float64)]).astype(
         np.float32
     )
+
+
+def fit_dim(key: Sequence[float] | np.ndarray, dim: int, seed: int = 0) -> np.ndarray:
+    """`key` as a unit float32 vector of exactly `dim` dimensions, so any feature layout fits a fixed-size store.
+
+    A shorter key is zero-padded (cosines unchanged); a longer one is multiplied by a fixed seeded Gaussian
+    matrix (Johnson–Lindenstrauss: cosines kept to within about ±1/√dim) and renormalised. The matrix
+    depends only on (input size, dim, seed): every worker maps the same layout the same way.
+    """
+    v = np.asarray(key, dtype=np.float64).ravel()
+    if v.size <= dim:
+        out = np.zeros(dim)
+        out[: v.size] = v
+    else:
+        out = _projection(v.size, dim, seed) @ v
+    return _normalise(out).astype(np.float32)
+
+
+@lru_cache(maxsize=8)
+def _projection(size: int, dim: int, seed: int) -> np.ndarray:
+    m = np.random.default_rng([seed, size, dim]).standard_normal((dim, size)) / math.sqrt(dim)
+    m.setflags(write=False)
+    return m
+
+
+def memory_key(
+    text_vector: Sequence[float] | np.ndarray | None,
+    numeric_vector: Sequence[float] | np.ndarray | None,
+    user_id: str,
+    config: CompensationConfig,
+    dim: int,
+) -> np.ndarray:
+    """The `dim`-dimensional key a sample is stored and queried under: `feature_key` fitted (`fit_dim`) to
+    the room the user block leaves, then `identity_key` with the config's user_share and user_dim."""
+    features = feature_key(text_vector, numeric_vector)
+    if config.user_share <= 0:
+        return fit_dim(features, dim)
+    if config.user_dim >= dim:
+        raise ValueError(f"user_dim {config.user_dim} leaves no room for features in a {dim}-d key")
+    room = fit_dim(features, dim - config.user_dim)
+    return identity_key(room, user_id, config.user_share, config.user_dim)
 
 
 def _normalise(v: np.ndarray) -> np.ndarray:

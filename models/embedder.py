@@ -28,7 +28,7 @@ from models.assets import MINILM, asset_path, cache_dir, sha256_file
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "all-minilm-l6-v2"
-BUILDER_VERSION = "1"  # bump when the graph builder or the quantiser changes: cached graphs are rebuilt
+BUILDER_VERSION = "2"  # bump when the graph builder or the quantiser changes: cached graphs are rebuilt
 VARIANTS: tuple[str, ...] = ("fp32", "int8")
 Variant = Literal["fp32", "int8"]
 
@@ -98,8 +98,13 @@ def _build(variant: str) -> None:
     elif variant == "int8":
         from models.quantize import quantize_embedder
 
+        tokenizer = _load_tokenizer(EmbedderConfig().max_length)
+
+        def tokenize(texts: Sequence[str]) -> dict[str, np.ndarray]:
+            return _encode(tokenizer, list(texts))
+
         source = ensure_model("fp32")
-        _write_atomically(target, quantize_embedder(source))
+        _write_atomically(target, quantize_embedder(source, tokenize))
     else:
         raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
     log.info("built %s in %.1f s", target, time.perf_counter() - started)
@@ -146,12 +151,29 @@ def _choose_providers(requested: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
+def _load_tokenizer(max_length: int):
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(asset_path(MINILM, "tokenizer.json")))
+    # The shipped tokenizer.json truncates at 128 and pads everything to 128: fix both.
+    tokenizer.enable_truncation(max_length=max_length)
+    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # to the longest text of the call
+    return tokenizer
+
+
+def _encode(tokenizer, texts: list[str]) -> dict[str, np.ndarray]:
+    encodings = tokenizer.encode_batch(texts)
+    return {
+        "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+        "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+    }
+
+
 class Embedder:
     """Texts → float32 ``(n, dim)`` L2-normalised rows. Thread-safe; load once per process."""
 
     def __init__(self, config: EmbedderConfig | None = None) -> None:
         import onnxruntime as ort
-        from tokenizers import Tokenizer
 
         self.config = config or EmbedderConfig()
         self.variant: str = self.config.variant
@@ -169,24 +191,19 @@ class Embedder:
         self.provider: str = self._session.get_providers()[0]
         if providers[0] == "CUDAExecutionProvider" and self.provider != "CUDAExecutionProvider":
             log.warning("CUDAExecutionProvider could not start (CUDA libraries missing?); using %s", self.provider)
+        if self.provider == "CUDAExecutionProvider" and self.variant == "int8":
+            log.warning("the int8 variant is a CPU optimisation (its int8 MatMuls run on the CPU); use fp32 on CUDA")
         self._inputs = {i.name for i in self._session.get_inputs()}
         self.dim: int = int(self._session.get_outputs()[0].shape[-1])
 
-        self._tokenizer = Tokenizer.from_file(str(asset_path(MINILM, "tokenizer.json")))
-        # The shipped tokenizer.json truncates at 128 and pads everything to 128: fix both.
-        self._tokenizer.enable_truncation(max_length=self.config.max_length)
-        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # to the longest text of the call
+        self._tokenizer = _load_tokenizer(self.config.max_length)
         log.info(
             "embedder %s-%s on %s (threads=%s, dim=%d)",
             MODEL_NAME, self.variant, self.provider, options.intra_op_num_threads, self.dim,
         )
 
     def _run(self, texts: list[str]) -> np.ndarray:
-        encodings = self._tokenizer.encode_batch(texts)
-        feeds = {
-            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
-            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
-        }
+        feeds = _encode(self._tokenizer, texts)
         if "token_type_ids" in self._inputs:
             feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
         return self._session.run(None, feeds)[0]

@@ -28,7 +28,9 @@ def similarity_graph(vectors: np.ndarray, floor: float = 0.0) -> np.ndarray:
     return adj
 
 
-def split_scores(adj: np.ndarray, candidates: Sequence[int] | np.ndarray, objective: Objective = "modularity") -> np.ndarray:
+def split_scores(
+    adj: np.ndarray, candidates: Sequence[int] | np.ndarray, objective: Objective = "modularity"
+) -> np.ndarray:
     """Objective of cutting the graph into ``[0, p)`` | ``[p, n)`` for each ``p`` in ``candidates``.
 
     Higher is better for both objectives: modularity Q(p), or minus the conductance
@@ -58,7 +60,10 @@ def split_scores(adj: np.ndarray, candidates: Sequence[int] | np.ndarray, object
 
 
 def best_split(
-    adj: np.ndarray, candidates: Sequence[int] | np.ndarray, objective: Objective = "modularity", prefer: int | None = None
+    adj: np.ndarray,
+    candidates: Sequence[int] | np.ndarray,
+    objective: Objective = "modularity",
+    prefer: int | None = None,
 ) -> int:
     """The candidate with the best objective; ties go to the one nearest ``prefer`` (then the earliest)."""
     cands = np.asarray(candidates, dtype=np.int64)

@@ -22,10 +22,12 @@ Everything is a function of the event sequence: how the stream is cut into pushe
 of `SessionState` through bytes between pushes, gives the same episodes.
 
 State bound (`SegmentationConfig.state_bound`): between pushes the state holds at most
-``max(max_len + lookahead, max_context + ahead − 1)`` events (a ``dim``-float32 vector, id, ts and
-score each; 77 with the defaults, ≈ 120 kB at 384-d), with ``lookahead = max(ahead + peak_wait,
-graph_context) − 1`` (13 by default), plus ``window`` floats of score history. An episode is sealed
-once ``lookahead`` events follow its provisional end (or at `Segmenter.flush`).
+``max(max_len + lookahead, max_len + radius + ahead − 1, max_context + ahead − 1)`` events (a
+``dim``-float32 vector, id, ts and score each), with ``lookahead = max(ahead + peak_wait,
+graph_context) − 1``; with the defaults 64 + 13 = 77 events, ≈ 120 kB at 384-d. Plus ``window``
+floats of score history. An episode is sealed once ``lookahead`` events follow its provisional end
+(or at `Segmenter.flush`); episodes hold between ``min_len`` (except a session's last) and ``max_len``
+events.
 """
 
 from __future__ import annotations
@@ -57,40 +59,43 @@ class SegmentationConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     surprise: Literal["vmf", "cosine", "gaussian"] = Field(
-        "vmf", description="built-in surprise model (models.surprise.make_surprise)")
+        default="vmf", description="built-in surprise model (models.surprise.make_surprise)")
     half_life: float | None = Field(
-        None, gt=0, description="recency half-life (events) of a context's distribution; None = flat")
+        default=None, gt=0, description="recency half-life (events) of a context's distribution; None = flat")
     context: Literal["episode", "recent"] = Field(
-        "recent", description="what an event is compared with: the current episode so far (EM-LLM), "
+        default="recent", description="what an event is compared with: the current episode so far (EM-LLM), "
         "or the latest max_context events whatever their episode")
-    max_context: int = Field(12, ge=1, description="at most this many latest events form the context")
-    ahead: int = Field(12, ge=1, description="look-ahead events whose surprise scores an event")
+    max_context: int = Field(default=12, ge=1, description="at most this many latest events form the context")
+    ahead: int = Field(default=12, ge=1, description="look-ahead events whose surprise scores an event")
     score: Literal["surprise", "contrast", "symmetric"] = Field(
-        "symmetric", description="surprise: mean NLL of the look-ahead under the context (EM-LLM when "
+        default="symmetric", description="surprise: mean NLL of the look-ahead under the context (EM-LLM when "
         "ahead=1); contrast: minus their NLL under their own fit; symmetric: plus the same the other way")
     peak_wait: int = Field(
-        2, ge=0, description="a candidate waits this many events for a higher score (0 = first crossing)")
-    gamma: float = Field(1.0, description="threshold = mean + gamma·std of the previous scores")
-    window: int = Field(64, ge=2, description="how many previous scores the threshold looks at")
-    warmup: int = Field(8, ge=2, description="no threshold (no surprise boundary) before this many scores")
-    min_len: int = Field(6, ge=1, description="events an episode holds before a surprise can close it")
-    max_len: int = Field(64, ge=2, description="an episode is cut when it reaches this many events")
+        default=2, ge=0, description="a candidate waits this many events for a higher score (0 = first crossing)")
+    gamma: float = Field(default=1.0, description="threshold = mean + gamma·std of the previous scores")
+    window: int = Field(default=64, ge=2, description="how many previous scores the threshold looks at")
+    warmup: int = Field(default=8, ge=2, description="no threshold (no surprise boundary) before this many scores")
+    min_len: int = Field(default=6, ge=1, description="events an episode holds before a surprise can close it")
+    max_len: int = Field(default=64, ge=2, description="an episode is cut when it reaches this many events")
     refine: Literal["modularity", "conductance", "none"] = Field(
-        "modularity", description="boundary refinement objective")
-    radius: int = Field(2, ge=0, description="a boundary moves at most this many events either way")
+        default="modularity", description="boundary refinement objective")
+    radius: int = Field(default=2, ge=0, description="a boundary moves at most this many events either way")
     graph_context: int = Field(
-        12, ge=1, description="events either side of a boundary in its refinement graph")
-    sim_floor: float = Field(0.0, description="similarities below this are no edge in the graph")
+        default=12, ge=1, description="events either side of a boundary in its refinement graph")
+    sim_floor: float = Field(default=0.0, description="similarities below this are no edge in the graph")
 
     @model_validator(mode="after")
-    def _check(self) -> "SegmentationConfig":
+    def _check(self) -> SegmentationConfig:
         if self.min_len > self.max_len:
             raise ValueError("min_len must not exceed max_len")
         if self.refine != "none":
             if self.graph_context <= self.radius:
                 raise ValueError("graph_context must exceed radius")
-            if self.graph_context > self.min_len + self.ahead + self.peak_wait:
-                raise ValueError("graph_context must not exceed min_len + ahead + peak_wait (one pending boundary)")
+            if self.max_len <= self.radius:
+                raise ValueError("max_len must exceed radius")
+            # a boundary is refined before the next can be found: at most one pending at a time
+            if self.graph_context > min(self.min_len + self.peak_wait, self.max_len) + self.ahead:
+                raise ValueError("graph_context must not exceed min(min_len + peak_wait, max_len) + ahead")
         return self
 
     @property
@@ -187,11 +192,11 @@ class SessionState:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SessionState":
+    def from_dict(cls, data: dict[str, Any]) -> SessionState:
         return cls._load(data, base64.b64decode(data["vectors"]))
 
     @classmethod
-    def _load(cls, data: dict[str, Any], vector_bytes: bytes) -> "SessionState":
+    def _load(cls, data: dict[str, Any], vector_bytes: bytes) -> SessionState:
         if data.get("v") != STATE_VERSION:
             raise ValueError(f"unsupported segmenter state version {data.get('v')!r}")
         dim = int(data["dim"])
@@ -220,7 +225,7 @@ class SessionState:
         return _MAGIC + len(head).to_bytes(4, "little") + head + self._vector_bytes()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "SessionState":
+    def from_bytes(cls, data: bytes) -> SessionState:
         if not data.startswith(_MAGIC):
             raise ValueError("not a segmenter state")
         size = int.from_bytes(data[len(_MAGIC) : len(_MAGIC) + 4], "little")
@@ -236,7 +241,9 @@ class Segmenter:
         self.surprise = surprise or make_surprise(self.config.surprise, self.config.half_life)
 
     # -- public ----------------------------------------------------------------------------------
-    def push(self, state: SessionState, event_id: str, ts: float, vector: np.ndarray, text: str = "") -> list[EpisodeChange]:
+    def push(
+        self, state: SessionState, event_id: str, ts: float, vector: np.ndarray, text: str = ""
+    ) -> list[EpisodeChange]:
         """Add one event; returns the episodes opened and sealed because of it, in order."""
         v = np.asarray(vector, dtype=np.float32).reshape(-1)
         norm = float(np.linalg.norm(v))
@@ -309,8 +316,8 @@ class Segmenter:
             state.armed = d  # a higher peak of the same surprise
         elif state.armed is None and surprising:
             state.armed = d
-        if length >= cfg.max_len:  # cut at the most surprising admissible event
-            first = state.cur_start + cfg.min_len
+        if length >= cfg.max_len:  # cut at the most surprising event that leaves both sides ≤ max_len
+            first = max(state.cur_start + cfg.min_len, d + 1 - cfg.max_len)
             last = min(d, state.cur_start + cfg.max_len)
             span = np.asarray(state.scores[first - state.base : last + 1 - state.base])
             boundary = first + int(np.argmax(np.where(np.isnan(span), -np.inf, span)))
@@ -365,7 +372,8 @@ class Segmenter:
         if cfg.refine != "none":
             lo = max(prev_start, b - cfg.graph_context)
             hi = min(b + cfg.graph_context, state.seen)
-            first = max(b - cfg.radius, prev_start + cfg.min_len, lo + 1)
+            # both sides stay within max_len: the events decided so far after the split included
+            first = max(b - cfg.radius, prev_start + cfg.min_len, lo + 1, state.cursor - cfg.max_len)
             last = min(b + cfg.radius, prev_start + cfg.max_len, hi - 1)
             if first <= last:
                 adj = similarity_graph(state.vectors[lo - state.base : hi - state.base], cfg.sim_floor)

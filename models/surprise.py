@@ -52,8 +52,15 @@ class SurpriseContext:
 class SurpriseModel(Protocol):
     """Negative log-likelihood of events given a context; higher means more surprising."""
 
-    name: str
-    needs_text: bool
+    @property
+    def name(self) -> str:
+        """Short name, for logs and results."""
+        ...
+
+    @property
+    def needs_text(self) -> bool:
+        """Whether contexts must carry the events' texts (a token-level model does; vectors are always there)."""
+        ...
 
     def score(self, vectors: np.ndarray, texts: Sequence[str], context: SurpriseContext) -> np.ndarray:
         """NLL of each row of ``vectors`` (``(m, d)``, texts aligned or empty), each given ``context``

@@ -1,10 +1,12 @@
-"""Request bodies of the worker's HTTP API (recall, get, forget), validated like every other input."""
+"""Request bodies of the worker's HTTP API (recall, compensate, get, forget), validated like every other input."""
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
-from streams.contracts import Ident
+from streams.contracts import Features, Ident
 
 
 class _Request(BaseModel):
@@ -32,3 +34,22 @@ class GetRequest(_Request):
 class ForgetRequest(_Request):
     tenant_id: Ident
     user_id: Ident
+
+
+class CompensateRequest(_Request):
+    """Compensate one base prediction from the error memory (ReLoop2): features as in a FeedbackEvent."""
+
+    tenant_id: Ident
+    user_id: Ident
+    model_version: Annotated[str, Field(min_length=1, max_length=64)] = Field(
+        description="Version of the model that made y_base: only its feedback is used."
+    )
+    y_base: float = Field(ge=0.0, le=1.0, allow_inf_nan=False, description="The base model's prediction.")
+    features: Features
+    backend: Literal["knn", "sketch"] | None = Field(None, description="Memory to read (default: errors.backend).")
+
+
+class CompensateBatchRequest(_Request):
+    """Many compensate queries in one call (their texts are embedded in one batch)."""
+
+    queries: list[CompensateRequest] = Field(min_length=1, max_length=1000)

@@ -11,7 +11,7 @@ from faust.types import TopicT
 
 from streams.settings import Settings, get_settings
 
-STAGES = ("validate", "embed", "segment", "index", "web")
+STAGES = ("validate", "embed", "segment", "index", "errors", "web", "metrics")
 """Agent modules under ``agents/`` a worker runs by default, in pipeline order."""
 
 

@@ -92,6 +92,18 @@ class SegmentStageSettings(BaseModel):
     idle_check_s: float = Field(5.0, gt=0, description="How often the worker looks for idle sessions")
 
 
+class ErrorsStageSettings(BaseModel):
+    """The errors agent (feedback → error memory) and the memory `/compensate/` reads by default."""
+
+    backend: Literal["knn", "sketch"] = Field(
+        "knn",
+        description="knn: exact neighbours in the store's errors collection; sketch: a RACE sketch in the worker, "
+        "rebuilt from that collection and fed by this worker's errors agent (O(1) reads)",
+    )
+    max_batch: int = Field(64, ge=1, le=4096, description="Feedback events per batch (texts embedded together)")
+    max_wait_s: float = Field(0.05, gt=0, le=10, description="A partial batch is processed after this many seconds")
+
+
 class Settings(BaseSettings):
     """All of memstream's configuration."""
 
@@ -105,6 +117,7 @@ class Settings(BaseSettings):
     segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     compensation: CompensationConfig = Field(default_factory=CompensationConfig)
+    errors: ErrorsStageSettings = Field(default_factory=ErrorsStageSettings)
 
     @property
     def topics(self) -> TopicNames:

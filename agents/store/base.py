@@ -231,6 +231,18 @@ class MemoryStore(Protocol):
         """Nearest error samples; ``model_version=None`` means any version (explicitly)."""
         ...
 
+    async def scroll_errors(
+        self,
+        tenant_id: str,
+        *,
+        event_ids: Sequence[str] | None = None,
+        limit: int = 10_000,
+        with_vectors: bool = False,
+    ) -> list[ErrorPoint]:
+        """Up to ``limit`` of the tenant's error samples (those with these event ids, when given), oldest
+        first: what rebuilds an in-worker error memory, or tells which samples are already stored."""
+        ...
+
     async def delete_errors(
         self,
         tenant_id: str,

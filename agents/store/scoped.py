@@ -170,6 +170,26 @@ class ScopedStore(StoreLifecycle, abc.ABC):
         found = await self._query(Collection.ERRORS, as_query(vector, self.config.dim), where, limit, score_threshold)
         return [ErrorHit(from_payload(Collection.ERRORS, p, v), s) for p, v, s in found]  # type: ignore[arg-type]
 
+    async def scroll_errors(
+        self,
+        tenant_id: str,
+        *,
+        event_ids: Sequence[str] | None = None,
+        limit: int = 10_000,
+        with_vectors: bool = False,
+    ) -> list[ErrorPoint]:
+        require_tenant(tenant_id)
+        must: list[Any] = []
+        if event_ids is not None:
+            wanted = tuple(dict.fromkeys(event_ids))
+            if not wanted:
+                return []
+            must.append(HasIds(tuple(error_point_id(tenant_id, e) for e in wanted)))
+            limit = min(limit, len(wanted))
+        where = scope(tenant_id, must=must)
+        found = await self._scroll(Collection.ERRORS, where, limit, with_vectors=with_vectors, oldest_first=True)
+        return [from_payload(Collection.ERRORS, p, v) for p, v, _ in found]  # type: ignore[misc]
+
     # -- deletes and counts -----------------------------------------------------------------------------
 
     async def delete_errors(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from streams.cli import core, demo, eval_compensation, kafka, recall
+from streams.cli import bench, compensate, core, demo, eval_compensation, eval_segmentation, kafka, recall
 
 app = typer.Typer(help="memstream: streaming memory for AI agents and recommenders.", no_args_is_help=True)
 app.command("worker")(core.worker)
@@ -13,11 +13,14 @@ app.command("tail")(core.tail)
 app.command("topics")(core.topics)
 app.command("demo")(demo.demo)
 app.command("recall")(recall.recall_cmd)
+app.command("compensate")(compensate.compensate_cmd)
 
 eval_app = typer.Typer(help="Evaluations on real data (JSON with --json).", no_args_is_help=True)
 eval_app.command("compensation")(eval_compensation.eval_compensation)
+eval_app.command("segmentation")(eval_segmentation.eval_segmentation)
 app.add_typer(eval_app, name="eval")
 
+app.add_typer(bench.app, name="bench")
 app.add_typer(kafka.app, name="kafka", help="Local Apache Kafka (KRaft, one node) from Maven Central.")
 
 

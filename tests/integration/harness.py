@@ -2,76 +2,22 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.admin import ensure_topics
 from streams.settings import KafkaSettings
+from streams.workers import Deployment, free_port  # noqa: F401 - re-exported for the tests
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Namespace:
-    """A unique topic prefix and app id, so tests never see each other's records."""
+class Namespace(Deployment):
+    """A deployment whose app ids read as tests' (see streams.workers.Deployment)."""
 
     def __init__(self, bootstrap: str, root: Path, partitions: int = 4, **env: str) -> None:
-        tag = uuid.uuid4().hex[:8]
-        self.prefix = f"t{tag}."
-        self.app_id = f"memstream-test-{tag}"
-        self.root = root
-        self.kafka = KafkaSettings(bootstrap=bootstrap, topic_prefix=self.prefix, partitions=partitions)
-        self.env = {
-            "MEMSTREAM_KAFKA__BOOTSTRAP": bootstrap,
-            "MEMSTREAM_KAFKA__TOPIC_PREFIX": self.prefix,
-            "MEMSTREAM_KAFKA__PARTITIONS": str(partitions),
-            "MEMSTREAM_WORKER__APP_ID": self.app_id,
-            **env,
-        }
-        self.workers: list[subprocess.Popen] = []
-
-    async def create_topics(self) -> None:
-        await ensure_topics(self.kafka)
-
-    def start_worker(self, name: str = "w1", stages: str = "", **env: str) -> subprocess.Popen:
-        state = self.root / name
-        state.mkdir(parents=True, exist_ok=True)
-        full_env = {**os.environ, **self.env, "MEMSTREAM_WORKER__STATE_DIR": str(state),
-                    "MEMSTREAM_WORKER__WEB_PORT": str(free_port()), "PYTHONUNBUFFERED": "1", **env}
-        cmd = [sys.executable, "-m", "streams.cli", "worker", "--loglevel", os.environ.get("MEMSTREAM_TEST_WORKER_LOGLEVEL", "warning")]
-        if stages:
-            cmd += ["--stages", stages]
-        log = open(self.root / f"{name}.log", "ab")
-        proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.workers.append(proc)
-        return proc
-
-    def stop_workers(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
-        for proc in self.workers:
-            if proc.poll() is None:
-                proc.send_signal(sig)
-        for proc in self.workers:
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.workers.clear()
-
-    def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-4000:] for p in sorted(self.root.glob("*.log")))
+        super().__init__(bootstrap, root, partitions, **env)
+        self.app_id = self.env["MEMSTREAM_WORKER__APP_ID"] = f"memstream-test-{self.prefix[1:-1]}"
 
 
 async def collect(

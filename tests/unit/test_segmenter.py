@@ -20,7 +20,7 @@ def topic_stream(lengths: list[int], dim: int = 48, noise: float = 0.6, seed: in
     return x / np.linalg.norm(x, axis=1, keepdims=True), list(np.cumsum(lengths)[:-1])
 
 
-def run(seg: Segmenter, x: np.ndarray, cuts: set[int] = frozenset(), flush_at_end: bool = True) -> list[EpisodeChange]:
+def run(seg: Segmenter, x: np.ndarray, cuts: frozenset[int] | set[int] = frozenset()) -> list[EpisodeChange]:
     """Push every row; at each index in ``cuts`` round-trip the state through bytes (a restart)."""
     state = SessionState()
     changes: list[EpisodeChange] = []
@@ -30,9 +30,7 @@ def run(seg: Segmenter, x: np.ndarray, cuts: set[int] = frozenset(), flush_at_en
         changes += seg.push(state, f"e{i}", float(i), v, text=f"t{i}")
         assert len(state) <= seg.config.state_bound
         assert len(state.history) <= seg.config.window
-    if flush_at_end:
-        changes += seg.flush(state)
-    return changes
+    return changes + seg.flush(state)
 
 
 def sealed(changes: list[EpisodeChange]) -> list[EpisodeChange]:
@@ -47,7 +45,9 @@ CONFIGS = [
     SegmentationConfig(),  # symmetric likelihood ratio of look-back vs look-ahead, modularity refinement
     # EM-LLM as published: per-event surprise against the current episode, first crossing
     SegmentationConfig(context="episode", score="surprise", ahead=1, peak_wait=0, half_life=8.0, graph_context=6),
-    SegmentationConfig(surprise="gaussian", refine="conductance", score="contrast", ahead=4, graph_context=6, min_len=5),
+    SegmentationConfig(
+        surprise="gaussian", refine="conductance", score="contrast", ahead=4, graph_context=6, min_len=5
+    ),
     SegmentationConfig(surprise="cosine", refine="none", context="episode", ahead=3, max_context=30),
 ]
 
@@ -89,13 +89,13 @@ def test_same_episodes_whatever_the_restarts(config: SegmentationConfig) -> None
     seg = Segmenter(config)
     reference = run(seg, x)
     rng = np.random.default_rng(0)
-    for trial in range(4):
+    for _ in range(4):
         cuts = set(rng.choice(len(x), size=rng.integers(1, 30), replace=False).tolist())
         again = run(seg, x, cuts)
         assert [(c.kind, c.episode_index, c.event_ids) for c in again] == [
             (c.kind, c.episode_index, c.event_ids) for c in reference
         ]
-        for a, b in zip(sealed(again), sealed(reference)):
+        for a, b in zip(sealed(again), sealed(reference), strict=True):
             np.testing.assert_array_equal(a.centroid, b.centroid)
 
 
@@ -195,7 +195,9 @@ def test_random_configs_keep_the_contract(seed: int) -> None:
     min_len = int(rng.integers(1, 6))
     ahead = int(rng.integers(1, 8))
     peak_wait = int(rng.integers(0, 4))
-    radius = int(rng.integers(0, min(3, min_len + ahead + peak_wait)))
+    max_len = int(rng.integers(min_len + 1, 25))
+    reach = min(min_len + peak_wait, max_len) + ahead
+    radius = int(rng.integers(0, min(3, reach, max_len)))
     config = SegmentationConfig(
         surprise=str(rng.choice(["vmf", "cosine", "gaussian"])),
         context=str(rng.choice(["episode", "recent"])),
@@ -207,10 +209,10 @@ def test_random_configs_keep_the_contract(seed: int) -> None:
         window=int(rng.integers(2, 30)),
         warmup=2,
         min_len=min_len,
-        max_len=int(rng.integers(min_len + 1, 25)),
+        max_len=max_len,
         refine=str(rng.choice(["modularity", "conductance", "none"])),
         radius=radius,
-        graph_context=int(rng.integers(radius + 1, min_len + ahead + peak_wait + 1)),
+        graph_context=int(rng.integers(radius + 1, reach + 1)),
     )
     x, _ = topic_stream(list(rng.integers(3, 30, size=6)), dim=16, seed=seed)
     flush_at = set(rng.choice(len(x), size=2, replace=False).tolist())

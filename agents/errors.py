@@ -1,0 +1,264 @@
+"""Stage ``errors``: feedback → the ReLoop2 error memory, each change announced on ``memory-updates``.
+
+Consumes ``feedback`` (keyed tenant/user) in batches; invalid feedback is dead-lettered with its reason
+and the stream goes on. A sample's key is `models.compensation.memory_key` of its features (texts
+embedded in one batch per batch, numeric vectors as given) and its user: a hashed user block plus the
+features fitted to the rest of ``store.dim``, so every layout fits the ``errors`` collection.
+
+What to do with a sample is decided by `models.error_memory.ErrorMemory` (a new model_version resets the
+tenant, a retired version or an already expired sample is refused, capacity and ttl in event time) over
+a backend that only records its decisions; `FeedbackWriter` then applies them to the store, in order:
+a reset is ``delete_errors(except_model_version=new)``, stores are ``upsert_errors``, and after each
+batch ttl is ``delete_errors(before=watermark − ttl)`` and capacity ``trim_errors``. Each write is
+announced after it is done (``error_stored``, ``errors_reset``, ``errors_evicted``). With the sketch
+backend the same decisions also feed the worker's sketch (see `agents.compensate`).
+
+Version state (current and retired model_versions, event-time watermark) lives in a Faust table keyed
+by tenant, changed in the same Kafka transaction as the batch's offsets (exactly_once). One tenant's
+feedback arrives on several partitions and Faust keeps a table key per partition, so each partition has
+its own view of the tenant's versions. The views converge: a reset deletes everything but the new version
+(idempotent, with the same ``errors_reset`` update id from every partition) and serving filters by
+model_version, so a partition that still sees the old version never changes answers for the new one.
+Store writes are idempotent (point id = uuid5 of tenant and event id): a replayed batch rewrites the same
+points and re-announces the same update ids.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import weakref
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import faust
+import numpy as np
+import orjson
+from faust.streams import _current_event  # noqa: PLC2701 - see _in_partition_of
+from faust.types import EventT
+
+from agents.compensate import ErrorMemoryService, service
+from agents.dead_letters import reject
+from agents.retry import until_done
+from agents.runtime import Runtime
+from agents.store import ErrorPoint
+from models.compensation import NeighbourEstimate
+from models.error_memory import Dropped, ErrorMemory, ErrorSample
+from streams.codec import InvalidRecord, decode_feedback, encode
+from streams.contracts import FeedbackEvent, MemoryUpdate
+
+STAGE = "errors"
+log = logging.getLogger(__name__)
+
+Announce = Callable[[bytes, MemoryUpdate], Awaitable[None]]
+
+
+class _Decisions:
+    """An ErrorBackend that stores nothing and records what ErrorMemory decided, for FeedbackWriter.
+
+    ``ops`` holds ("reset", tenant, first sample of the new version) and ("add", tenant, sample) in
+    order; ``cutoffs`` the newest ttl cutoff per tenant. Capacity is applied once per batch by the writer.
+    """
+
+    def __init__(self) -> None:
+        self.ops: list[tuple[str, str, ErrorSample]] = []
+        self.cutoffs: dict[str, float] = {}
+        self._resetting: set[str] = set()
+
+    def add(self, tenant_id: str, sample: ErrorSample) -> None:
+        if tenant_id in self._resetting:  # ErrorMemory clears, then adds the new version's first sample
+            self._resetting.discard(tenant_id)
+            self.ops.append(("reset", tenant_id, sample))
+        self.ops.append(("add", tenant_id, sample))
+
+    def clear(self, tenant_id: str) -> Dropped:
+        self._resetting.add(tenant_id)
+        return Dropped()
+
+    def expire(self, tenant_id: str, cutoff_ts: float) -> Dropped:
+        self.cutoffs[tenant_id] = max(cutoff_ts, self.cutoffs.get(tenant_id, -math.inf))
+        return Dropped()
+
+    def evict_oldest(self, tenant_id: str, keep: int) -> Dropped:
+        return Dropped()
+
+    def estimate(self, tenant_id: str, key: np.ndarray) -> NeighbourEstimate | None:
+        return None
+
+    def size(self, tenant_id: str) -> int:
+        return 0
+
+    def take(self) -> tuple[list[tuple[str, str, ErrorSample]], dict[str, float]]:
+        ops, cutoffs = self.ops, self.cutoffs
+        self.ops, self.cutoffs, self._resetting = [], {}, set()
+        return ops, cutoffs
+
+
+class FeedbackWriter:
+    """Applies feedback to the error memory: policy, store writes, sketch, announcements (no Faust here)."""
+
+    def __init__(self, runtime: Runtime, announce: Announce) -> None:
+        self.runtime = runtime
+        self.announce = announce
+        self.config = runtime.settings.compensation
+        self.memory_service: ErrorMemoryService = service(runtime)
+        self._decisions = _Decisions()
+        self._policy = ErrorMemory(self._decisions, self.config)  # type: ignore[arg-type]
+
+    async def write(
+        self, group: Sequence[tuple[FeedbackEvent, np.ndarray]], states: dict[str, dict], tag: str
+    ) -> dict[str, dict]:
+        """Write one partition's feedback (in offset order) given its tenants' version states; returns the
+        new states. `tag` names the batch (partition:offset) in eviction update ids."""
+        self._policy.restore_version_state(states)
+        records = {}
+        for record, key in group:
+            sample = ErrorSample(record.event_id, key, record.label, record.prediction, record.ts,
+                                 record.model_version)
+            result = self._policy.write(record.tenant_id, sample)
+            if result.stored:
+                records[(record.tenant_id, record.event_id)] = record
+            else:
+                log.info("feedback %s of tenant %s not stored: %s", record.event_id, record.tenant_id, result.refused)
+        ops, cutoffs = self._decisions.take()
+        tenants = list(dict.fromkeys(r.tenant_id for r, _ in group))
+        await self._apply(ops, cutoffs, records, tenants, tag)
+        return self._policy.version_state()
+
+    async def _apply(self, ops, cutoffs, records, tenants: list[str], tag: str) -> None:
+        store = await self.runtime.store()
+        svc = self.memory_service
+        for tenant in tenants:  # before any write: a rebuild must read the store as it was
+            await svc.ensure_tenant(tenant)
+        pending: list[tuple[str, ErrorSample]] = []
+        for kind, tenant, sample in ops:
+            if kind == "add":
+                pending.append((tenant, sample))
+                continue
+            await self._store(pending, records)
+            pending = []
+            version = sample.model_version
+            removed = await until_done(lambda: store.delete_errors(tenant, except_model_version=version),
+                                       f"resetting errors of {tenant}")
+            svc.sketch_reset(tenant, version)
+            await self.announce(tenant.encode(), MemoryUpdate.make(
+                "errors_reset", tenant, [version], sample.ts, payload={"model_version": version, "removed": removed}))
+        await self._store(pending, records)
+        for tenant in tenants:
+            cutoff = cutoffs.get(tenant)
+            expired = 0
+            if cutoff is not None and math.isfinite(cutoff):
+                expired = await until_done(lambda: store.delete_errors(tenant, before=cutoff),
+                                           f"expiring errors of {tenant}")
+            trimmed = await until_done(lambda: store.trim_errors(tenant, self.config.capacity),
+                                       f"trimming errors of {tenant}")
+            svc.sketch_refresh(tenant, cutoff)
+            state = self._policy.version_state().get(tenant, {})
+            for reason, count in (("ttl", expired), ("capacity", trimmed)):
+                if count:
+                    await self.announce(tenant.encode(), MemoryUpdate.make(
+                        "errors_evicted", tenant, [reason, tag], state.get("watermark") or 0.0,
+                        payload={"reason": reason, "count": count, "model_version": state.get("current")}))
+
+    async def _store(self, pending: list[tuple[str, ErrorSample]], records) -> None:
+        if not pending:
+            return
+        latest = {(t, s.sample_id): (t, s) for t, s in pending}  # a duplicate in the batch: the last one wins
+        store = await self.runtime.store()
+        svc = self.memory_service
+        fresh: set[tuple[str, str]] = set(latest)
+        if svc.sketch is not None:  # the sketch cannot forget: never add a sample it already holds
+            for tenant in {t for t, _ in latest}:
+                ids = [sid for t, sid in latest if t == tenant]
+                fresh -= {(tenant, p.event_id) for p in await store.scroll_errors(tenant, event_ids=ids)}
+        points = [_point(records[k], s) for k, (_, s) in latest.items()]
+        await until_done(lambda: store.upsert_errors(points), f"writing {len(points)} error samples")
+        for k, (tenant, sample) in latest.items():
+            if k in fresh:
+                svc.sketch_add(tenant, sample)
+            record = records[k]
+            await self.announce(record.key, MemoryUpdate.make(
+                "error_stored", tenant, [sample.sample_id], sample.ts, user_id=record.user_id,
+                payload={"item_id": record.item_id, "model_version": sample.model_version,
+                         "label": sample.label, "prediction": sample.prediction}))
+
+
+def _point(record: FeedbackEvent, sample: ErrorSample) -> ErrorPoint:
+    return ErrorPoint(
+        tenant_id=record.tenant_id, user_id=record.user_id, item_id=record.item_id, event_id=record.event_id,
+        model_version=record.model_version, label=record.label, prediction=record.prediction, ts=record.ts,
+        vector=sample.key,
+    )
+
+
+@contextmanager
+def _in_partition_of(event: EventT) -> Iterator[None]:
+    """Make `event` the current event, so table reads and writes use its partition.
+
+    ``take_events`` hands the agent a batch outside the stream's own context (faust-streaming#497: tables
+    then refuse writes); this sets the context variable Faust reads, and only for this task.
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+def _by_partition(items: list[tuple[EventT, FeedbackEvent, np.ndarray]]):
+    groups: dict[int, list[tuple[EventT, FeedbackEvent, np.ndarray]]] = {}
+    for item in items:
+        groups.setdefault(item[0].message.partition, []).append(item)
+    return groups.items()
+
+
+def register(app: faust.App, topics, runtime: Runtime) -> None:
+    settings = runtime.settings
+    stage = settings.errors
+    metrics = runtime.metrics
+    max_chars = settings.worker.max_text_chars
+    versions = app.Table(
+        f"{settings.worker.app_id}-errors-versions", partitions=settings.kafka.partitions,
+        key_type=bytes, value_type=bytes,
+    )  # tenant -> ErrorMemory.version_state() of the tenant, as seen by one partition
+
+    async def announce(key: bytes, update: MemoryUpdate) -> None:
+        await topics.memory_updates.send(key=key, value=encode(update))
+
+    writer = FeedbackWriter(runtime, announce)
+    writer.memory_service.fed = True
+
+    @app.agent(topics.feedback, name=f"{settings.worker.app_id}.errors")
+    async def errors(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(stage.max_batch, within=stage.max_wait_s):
+            metrics.received(STAGE, len(events))
+            metrics.batch(STAGE, len(events))
+            decoded: list[tuple[EventT, FeedbackEvent]] = []
+            for event in events:
+                try:
+                    decoded.append((event, decode_feedback(event.value, max_text_chars=max_chars)))
+                except InvalidRecord as exc:
+                    await reject(topics, event, exc.reason, STAGE, metrics)
+            if not decoded:
+                continue
+            keys = await writer.memory_service.keys(
+                [(r.user_id, r.features.text, r.features.vector) for _, r in decoded])
+            accepted = []
+            for (event, record), key in zip(decoded, keys):
+                if isinstance(key, str):
+                    await reject(topics, event, key, STAGE, metrics)
+                else:
+                    accepted.append((event, record, key))
+            for partition, group in _by_partition(accepted):
+                last = group[-1][0]
+                tenants = list(dict.fromkeys(r.tenant_id for _, r, _ in group))
+                with _in_partition_of(last):
+                    raw = {t: versions.get(t.encode()) for t in tenants}
+                states = {t: orjson.loads(v) for t, v in raw.items() if v}
+                with metrics.store_timer("errors_write"):
+                    states = await writer.write([(r, k) for _, r, k in group], states,
+                                                f"{partition}:{last.message.offset}")
+                with _in_partition_of(last):
+                    for tenant in tenants:
+                        versions[tenant.encode()] = orjson.dumps(states[tenant])
+            metrics.sent(STAGE, len(accepted))

@@ -1,0 +1,150 @@
+"""End-to-end benchmark: publish → `event_indexed` throughput with 1 and 2 workers, latency at half the
+max rate, and the embedder alone on the same texts (the anchor measured in the same run).
+
+Each measured run uses a fresh topic namespace on a private broker started for the benchmark (a fresh
+KRaft node in a temporary data dir), so nothing else shares it. Worker start-up and model load are
+excluded by a warm-up batch that must be indexed before the clock starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from bench.corpus import wiki_sentences
+from streams.client import Publisher, subscribe
+from streams.contracts import InteractionEvent
+from streams.workers import Deployment, free_port
+
+err = Console(stderr=True)
+
+
+def _events(texts: list[str], sessions: int, tag: str) -> list[InteractionEvent]:
+    now = time.time()
+    return [
+        InteractionEvent(event_id=f"{tag}-{i}", tenant_id="bench", user_id=f"u{i % sessions}",
+                         session_id=f"s{i % sessions}", ts=now + i * 0.001, text=text)
+        for i, text in enumerate(texts)
+    ]
+
+
+def embed_alone(texts: list[str], batch: int) -> float:
+    """Sentences/s of the embedder by itself, batched as the embed agent batches."""
+    from models.embedder import Embedder
+    from streams.settings import get_settings
+
+    embedder = Embedder(get_settings().embedder)
+    embedder.embed(texts[:batch])  # warm-up
+    started = time.perf_counter()
+    for i in range(0, len(texts), batch):
+        embedder.embed(texts[i : i + batch])
+    return len(texts) / (time.perf_counter() - started)
+
+
+async def _until_indexed(updates, ids: set[str], timeout: float, arrivals: dict[str, float] | None = None) -> None:
+    pending = set(ids)
+    deadline = time.monotonic() + timeout
+    while pending:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(pending)} of {len(ids)} events not indexed after {timeout:.0f}s")
+        for update in await updates.poll(timeout=0.2, max_records=5000):
+            if update.kind == "event_indexed" and update.ids[0] in pending:
+                pending.discard(update.ids[0])
+                if arrivals is not None:
+                    arrivals[update.ids[0]] = time.perf_counter()
+
+
+async def _run_workers(bootstrap: str, root: Path, texts: list[str], workers: int, sessions: int,
+                       partitions: int, rate: float | None, timeout: float) -> dict[str, Any]:
+    deployment = Deployment(bootstrap, root / f"w{workers}-{'rate' if rate else 'max'}", partitions=partitions)
+    await deployment.create_topics()
+    for n in range(workers):
+        deployment.start_worker(f"worker{n}")
+    try:
+        warm = _events(texts[:64], sessions, "warm")
+        main = _events(texts, sessions, "main")
+        async with subscribe(kinds=["event_indexed"], kafka=deployment.kafka) as updates:
+            async with Publisher(deployment.kafka) as pub:
+                await pub.publish_many(warm)
+                await _until_indexed(updates, {e.event_id for e in warm}, timeout)
+                sent: dict[str, float] = {}
+                arrivals: dict[str, float] = {}
+                started = time.perf_counter()
+                if rate is None:
+                    consumer = asyncio.create_task(_until_indexed(updates, {e.event_id for e in main}, timeout))
+                    for i in range(0, len(main), 500):
+                        await pub.publish_many(main[i : i + 500])
+                    await consumer
+                else:
+                    consumer = asyncio.create_task(
+                        _until_indexed(updates, {e.event_id for e in main}, timeout, arrivals))
+                    interval = 1.0 / rate
+                    for i, event in enumerate(main):
+                        delay = started + i * interval - time.perf_counter()
+                        if delay > 0:
+                            await asyncio.sleep(delay)
+                        sent[event.event_id] = time.perf_counter()
+                        await pub.publish(event)
+                    await consumer
+                elapsed = time.perf_counter() - started
+        result: dict[str, Any] = {"workers": workers, "events": len(main), "seconds": round(elapsed, 2),
+                                  "per_s": round(len(main) / elapsed, 1)}
+        if rate is not None:
+            latencies = np.array([(arrivals[k] - sent[k]) * 1000 for k in sent if k in arrivals])
+            result.update(rate=round(rate, 1), p50_ms=round(float(np.percentile(latencies, 50)), 1),
+                          p95_ms=round(float(np.percentile(latencies, 95)), 1),
+                          p99_ms=round(float(np.percentile(latencies, 99)), 1))
+        return result
+    finally:
+        deployment.stop_workers()
+
+
+async def _bench(n: int, sessions: int, partitions: int, timeout: float) -> dict[str, Any]:
+    from deploy.kafka import LocalKafka
+
+    texts = wiki_sentences(n + 64, seed=7)
+    with tempfile.TemporaryDirectory(prefix="memstream-bench-") as tmp:
+        root = Path(tmp)
+        broker = LocalKafka(data_dir=root / "kafka", port=free_port(), controller_port=free_port(), progress=True)
+        bootstrap = await asyncio.to_thread(broker.up)
+        try:
+            err.print("[bold]embedder alone[/bold] …")
+            embed_per_s = await asyncio.to_thread(embed_alone, texts[64:], 64)
+            err.print(f"  {embed_per_s:.0f} sentences/s")
+            runs = {}
+            for workers in (1, 2):
+                err.print(f"[bold]pipeline, {workers} worker(s), max rate[/bold] …")
+                runs[workers] = await _run_workers(bootstrap, root, texts[64:], workers, sessions, partitions,
+                                                   None, timeout)
+                err.print(f"  {runs[workers]['per_s']} events/s")
+            rate = runs[1]["per_s"] / 2
+            err.print(f"[bold]latency at half the max rate ({rate:.0f} events/s), 1 worker[/bold] …")
+            latency = await _run_workers(bootstrap, root, texts[64 : 64 + max(200, n // 4)], 1, sessions,
+                                         partitions, rate, timeout)
+        finally:
+            await asyncio.to_thread(broker.down)
+    pipeline_per_s = runs[1]["per_s"]
+    return {
+        "events": n, "sessions": sessions, "partitions": partitions,
+        "embed_per_s": round(embed_per_s, 1),
+        "pipeline_per_s": pipeline_per_s,
+        "ratio": round(pipeline_per_s / embed_per_s, 3),
+        "two_worker_per_s": runs[2]["per_s"],
+        "two_worker_speedup": round(runs[2]["per_s"] / pipeline_per_s, 3),
+        "latency_rate_per_s": latency["rate"],
+        "p50_ms": latency["p50_ms"], "p95_ms": latency["p95_ms"], "p99_ms": latency["p99_ms"],
+        "runs": [runs[1], runs[2], latency],
+    }
+
+
+def run(n: int = 2000, sessions: int = 50, partitions: int = 4, timeout: float = 600.0) -> dict[str, Any]:
+    """Measure and return the benchmark's JSON-able result."""
+    return asyncio.run(_bench(n, sessions, partitions, timeout))
+
+

@@ -1,0 +1,313 @@
+"""Helpers of the fault tests: synthetic multi-session streams, a reference segmentation, topic readers,
+a private broker, and a look inside a stopped worker's embedded store."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+
+from agents.store import Collection, EdgeStore, StoreConfig
+from models.segmenter import Segmenter, SegmentationConfig, SessionState
+from streams.codec import decode, decode_with_vector
+from streams.contracts import CONTROL_KINDS, InteractionEvent, MemoryUpdate
+from streams.settings import KafkaSettings
+
+TOPICS: dict[str, list[str]] = json.loads((Path(__file__).parents[1] / "fixtures" / "three_topics.json").read_text())
+
+# Worker settings every fault test uses. A SIGKILLed member leaves its group only when its session times
+# out (Faust's default is 60 s); 10 s keeps the tests short and is what the recovery timings assume.
+# Idle sealing is driven by wall-clock time: after a fail-over a session whose partition stalled for longer
+# than `idle_seal_s` would be sealed early, so the tests seal with explicit `session_end` events only.
+FAULT_WORKER_ENV = {
+    "BROKER_SESSION_TIMEOUT": "10",
+    "BROKER_HEARTBEAT_INTERVAL": "1",
+    "MEMSTREAM_SEGMENT__IDLE_SEAL_S": "3600",
+}
+
+
+def free_ports(count: int) -> list[int]:
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+# -- streams ---------------------------------------------------------------------------------------------
+
+
+def conversation(tenant: str, user: str, session: str, length: int, rng: random.Random) -> list[InteractionEvent]:
+    """`length` events switching topic every 8–16 events (so episodes exist), then a `session_end`."""
+    names = list(TOPICS)
+    texts: list[str] = []
+    topic = rng.choice(names)
+    while len(texts) < length:
+        block = rng.randint(8, 16)
+        texts.extend(rng.choice(TOPICS[topic]) for _ in range(block))
+        topic = rng.choice([n for n in names if n != topic])
+    texts = texts[:length]
+    t0 = 1_764_000_000.0 + rng.randint(0, 86_400)
+    events = [
+        InteractionEvent(event_id=f"{session}-{i:04d}", tenant_id=tenant, user_id=user, session_id=session,
+                         ts=t0 + 30 * i, role="user" if i % 2 == 0 else "assistant", text=text)
+        for i, text in enumerate(texts)
+    ]
+    end = InteractionEvent(event_id=f"{session}-end", tenant_id=tenant, user_id=user, session_id=session,
+                           ts=t0 + 30 * length, role="system", kind="session_end", text="")
+    return [*events, end]
+
+
+def interleave(sessions: list[list[InteractionEvent]], rng: random.Random) -> list[InteractionEvent]:
+    """Merge sessions into one stream, each session's order kept (as concurrent users would produce)."""
+    cursors = [0] * len(sessions)
+    live = [i for i, s in enumerate(sessions) if s]
+    out: list[InteractionEvent] = []
+    while live:
+        i = rng.choice(live)
+        out.append(sessions[i][cursors[i]])
+        cursors[i] += 1
+        if cursors[i] == len(sessions[i]):
+            live.remove(i)
+    return out
+
+
+# -- topics ----------------------------------------------------------------------------------------------
+
+
+class TopicReader:
+    """Reads every partition of a topic from the beginning (read_committed), incrementally."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
+        self.kafka, self.topic = kafka, topic
+        self.values: list[bytes] = []
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def __aenter__(self) -> "TopicReader":
+        consumer = AIOKafkaConsumer(
+            **self.kafka.client_kwargs(), group_id=None, enable_auto_commit=False, isolation_level="read_committed",
+            max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=16 * 1024 * 1024,
+        )
+        await consumer.start()
+        tps = [TopicPartition(self.topic, p) for p in range(self.kafka.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        self._consumer = consumer
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def poll(self, timeout: float = 0.5) -> list[bytes]:
+        assert self._consumer is not None
+        batch = await self._consumer.getmany(timeout_ms=int(timeout * 1000), max_records=10_000)
+        new = [m.value for tp in sorted(batch) for m in batch[tp]]
+        self.values.extend(new)
+        return new
+
+
+class UpdateLog:
+    """Every memory update read so far, with the time each update_id was first seen."""
+
+    def __init__(self) -> None:
+        self.all: list[MemoryUpdate] = []
+        self.first_seen: dict[str, float] = {}
+
+    def add(self, raws: Iterable[bytes]) -> None:
+        now = time.monotonic()
+        for raw in raws:
+            update = decode(raw, MemoryUpdate)
+            self.all.append(update)
+            self.first_seen.setdefault(update.update_id, now)
+
+    def ids(self, kind: str) -> set[str]:
+        return {u.ids[0] for u in self.all if u.kind == kind}
+
+    def sealed(self) -> dict[tuple[str, str, int], list[str]]:
+        """(tenant, session, episode index) -> member event ids, from `episode_sealed` updates."""
+        return {(u.tenant_id, u.session_id, u.payload["episode_index"]): list(u.payload["event_ids"])
+                for u in self.all if u.kind == "episode_sealed"}
+
+
+async def committed_offsets(kafka: KafkaSettings, group: str, topic: str) -> dict[int, int]:
+    """The consumer group's committed offset of each partition of `topic` (absent: none committed)."""
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0}
+
+
+async def group_assignment(kafka: KafkaSettings, group: str) -> list[dict[str, set[int]]]:
+    """Each member's assigned partitions, by topic (Faust's assignor puts actives and standbys there)."""
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
+    await admin.start()
+    try:
+        (response,) = await admin.describe_consumer_groups([group])
+    finally:
+        await admin.close()
+    members = []
+    for group_info in response.groups:
+        for member in group_info[5]:  # (error, group, state, protocol type, protocol, members, …)
+            raw = member[-1]  # member_assignment is every version's last member field
+            if not raw:
+                members.append({})
+                continue
+            assignment = ConsumerProtocolMemberAssignment.decode(raw)
+            members.append({topic: set(parts) for topic, parts in assignment.assignment})
+    return members
+
+
+# -- the reference -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Reference:
+    """What a crash-free worker makes of the embedded stream: every update it announces, every episode."""
+
+    update_ids: set[str] = field(default_factory=set)
+    sealed: dict[tuple[str, str, int], list[str]] = field(default_factory=dict)
+    opened: set[tuple[str, str, int]] = field(default_factory=set)
+    duplicates: list[str] = field(default_factory=list)
+
+
+def reference(frames: list[bytes], config: SegmentationConfig) -> Reference:
+    """Segment the `embedded` topic's records (per session, in partition order) with models.segmenter,
+    the way the segment and index agents do, and list the updates a crash-free run announces.
+
+    The reference takes the vectors that actually went through the pipeline, so it compares segmentation
+    and its recovery, not the embedder's floating-point reproducibility across batch shapes."""
+    segmenter = Segmenter(config)
+    states: dict[bytes, SessionState] = defaultdict(SessionState)
+    ref = Reference()
+    seen: set[tuple[str, str]] = set()
+
+    def announce(kind: str, tenant: str, ids: list[str]) -> None:
+        ref.update_ids.add(MemoryUpdate.make(kind, tenant, ids, 0.0).update_id)  # ts does not enter the id
+
+    for frame in frames:
+        record, vector = decode_with_vector(frame, InteractionEvent)
+        if (record.tenant_id, record.event_id) in seen:
+            ref.duplicates.append(record.event_id)
+            continue
+        seen.add((record.tenant_id, record.event_id))
+        state = states[record.key]
+        announce("event_received", record.tenant_id, [record.event_id])
+        if record.kind in CONTROL_KINDS:
+            changes = segmenter.flush(state)
+        else:
+            changes = segmenter.push(state, record.event_id, record.ts, vector, record.text)
+            announce("event_indexed", record.tenant_id, [record.event_id])
+        for change in changes:
+            key = (record.tenant_id, record.session_id, change.episode_index)
+            announce(f"episode_{change.kind}", record.tenant_id, [f"{record.session_id}#{change.episode_index}"])
+            if change.kind == "sealed":
+                ref.sealed[key] = list(change.event_ids)
+            else:
+                ref.opened.add(key)
+    return ref
+
+
+# -- the store of a stopped worker ---------------------------------------------------------------------------
+
+
+async def store_counts(state_dir: Path, tenants: Iterable[str]) -> dict[str, tuple[int, int]]:
+    """(events, episodes) stored per tenant in the embedded store under `state_dir` (worker stopped)."""
+    async with EdgeStore(StoreConfig(), state_dir=state_dir) as store:
+        return {t: (await store.count(Collection.EVENTS, t), await store.count(Collection.EPISODES, t))
+                for t in tenants}
+
+
+# -- fuzzed records ------------------------------------------------------------------------------------------
+
+_GOOD = {"event_id": "e", "tenant_id": "fuzz", "user_id": "u", "session_id": "s", "ts": 1_764_000_000.0, "text": "hi"}
+_FIELDS = ("schema_version", "event_id", "tenant_id", "user_id", "session_id", "ts", "role", "kind", "text",
+           "attributes")
+_ODD_VALUES: list[object] = [None, True, 0, -1, 1.5, 10**30, "", "x" * 300, "a/b", "sp ace", [], [1, "x"], {},
+                             {"nested": {"deep": [1, 2]}}, "NaN", "\u0000", "é" * 200]
+
+
+def _corrupt_json(rng: random.Random) -> bytes:
+    good = orjson.dumps({**_GOOD, "event_id": f"j{rng.randrange(10**9)}"})
+    cut = rng.randrange(1, len(good) - 1)
+    return rng.choice([
+        good[:cut],                                            # truncated
+        good + b"}" * rng.randint(1, 3),                       # trailing garbage
+        good.replace(b'"', b"'"),                              # single quotes
+        good[:cut] + bytes([rng.randrange(256)]) + good[cut + 1:],  # one byte flipped
+        b"[" * 2000 + b"]" * 2000,                             # nesting beyond the parser's depth limit
+        good.replace(b"1764000000.0", rng.choice([b"NaN", b"Infinity", b"-Infinity", b"1e999"])),
+        good.replace(b'"hi"', b'"\\ud800"'),                  # lone surrogate
+        good.replace(b'"hi"', b'"\xff\xfe"'),                  # invalid UTF-8 inside a string
+    ])
+
+
+def _wrong_shape(rng: random.Random) -> bytes:
+    record = {**_GOOD, "event_id": f"w{rng.randrange(10**9)}"}
+    kind = rng.randrange(7)
+    if kind == 0:  # a field of the wrong type or out of its range
+        name = rng.choice(_FIELDS)
+        record[name] = rng.choice(_ODD_VALUES)
+    elif kind == 1:  # a required field missing
+        del record[rng.choice(["event_id", "tenant_id", "user_id", "session_id", "ts", "text"])]
+    elif kind == 2:  # a field this schema does not have
+        record[rng.choice(["extra", "embedding", "Text", "tenantId"])] = rng.choice(_ODD_VALUES)
+    elif kind == 3:  # an unknown schema version
+        record["schema_version"] = rng.choice([0, 2, 3, 99, -1, "1", "v1", None, 1.5, [1]])
+    elif kind == 4:  # huge strings: over the text limit, over the id limit, over the attributes budget
+        choice = rng.randrange(3)
+        if choice == 0:
+            record["text"] = rng.choice("abc xyz") * rng.randint(16_385, 300_000)
+        elif choice == 1:
+            record[rng.choice(["event_id", "tenant_id", "user_id", "session_id"])] = "i" * rng.randint(129, 5000)
+        else:
+            record["attributes"] = {"blob": "b" * rng.randint(8_200, 100_000)}
+    elif kind == 5:  # NaN and infinities (json writes them as bare NaN / Infinity tokens)
+        record[rng.choice(["ts", "attributes"])] = rng.choice([
+            float("nan"), float("inf"), -float("inf"), {"score": float("nan")}, {"score": float("inf")}])
+    else:  # not an object at all
+        return json.dumps(rng.choice([[record], "just a string", 42, 3.14, None, True, [], [[[]]]])).encode()
+    return json.dumps(record).encode()
+
+
+def malformed(rng: random.Random) -> tuple[bytes | None, bytes | None]:
+    """One record the validate stage must dead-letter, and its key: bad JSON, wrong types or shapes, huge
+    strings, NaN, unknown schema versions, binary junk, empty and null values."""
+    from streams.codec import InvalidRecord, decode_interaction
+
+    while True:
+        kind = rng.randrange(10)
+        if kind < 3:
+            value: bytes | None = _corrupt_json(rng)
+        elif kind < 7:
+            value = _wrong_shape(rng)
+        elif kind < 9:
+            value = bytes(rng.randrange(256) for _ in range(rng.randint(1, 2048)))  # binary junk
+        else:
+            value = rng.choice([b"", None, b" ", b"\x00"])
+        key = rng.choice([None, b"fuzz/s", bytes(rng.randrange(256) for _ in range(8)), f"k{rng.randrange(99)}".encode()])
+        if value is None and key is None:  # Kafka needs one of them
+            key = b"tombstone"
+        try:
+            decode_interaction(value, max_text_chars=16_384)
+        except InvalidRecord:
+            return value, key
+        except Exception:  # noqa: BLE001 - the codec must turn every bad input into InvalidRecord: keep it
+            return value, key
+        # it happened to be valid (e.g. a wrong-type value that is right for that field): draw again
