@@ -2,8 +2,10 @@
 
 Every event is forwarded to `episodes` (for the index stage) ahead of the episode changes it causes.
 
-The table holds one SessionState per `tenant/session` (RocksDB + changelog, so a restarted or rebalanced
-worker resumes the session); its size is bounded by ``segmentation.state_bound`` vectors. A session's
+Replays are harmless: the ids of each session's latest ``dedupe_window`` applied events are kept in a
+table, and an event seen again is passed on to the index stage (idempotent writes) but never applied to
+the session state twice. The table holds one SessionState per `tenant/session` (RocksDB + changelog, so
+a restarted or rebalanced worker resumes the session); its size is bounded by ``segmentation.state_bound`` vectors. A session's
 episodes are sealed by the look-ahead, by a `session_end` event, or after `idle_seal_s` idle seconds
 (the worker then sends itself a `session_idle` control record on the session's partition, so every
 state change happens in order inside the stream).
@@ -48,6 +50,12 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
         f"{app_id}-segment-activity", partitions=settings.kafka.partitions,
         key_type=bytes, value_type=bytes,
     )
+    # tenant/session -> the ids of the session's latest applied events (newline-separated, bounded)
+    applied = app.Table(
+        f"{app_id}-segment-applied", partitions=settings.kafka.partitions,
+        key_type=bytes, value_type=bytes,
+    )
+    window = settings.segment.dedupe_window
     empty = np.zeros(0, np.float32)
 
     @app.agent(topics.embedded, name=f"{app_id}.segment")
@@ -60,6 +68,13 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
                 await reject(topics, event, f"undecodable embedded record: {exc}", STAGE, metrics)
                 continue
             key = record.key
+            recent = (applied.get(key) or b"").split(b"\n")
+            event_id = record.event_id.encode()
+            if event_id in recent:  # a replay (at-least-once): state has it; pass it on, never re-apply it
+                if record.kind not in CONTROL_KINDS:
+                    await topics.episodes.send(key=key, value=event.value)
+                continue
+            applied[key] = b"\n".join([*recent[-(window - 1):], event_id]) if recent != [b""] else event_id
             raw = sessions.get(key)
             state = SessionState.from_bytes(raw) if raw else SessionState()
             if record.kind in CONTROL_KINDS:

@@ -47,12 +47,16 @@ def embed_alone(texts: list[str], batch: int) -> float:
     return len(texts) / (time.perf_counter() - started)
 
 
-async def _until_indexed(updates, ids: set[str], timeout: float, arrivals: dict[str, float] | None = None) -> None:
+async def _until_indexed(updates, ids: set[str], timeout: float, deployment: Deployment,
+                         arrivals: dict[str, float] | None = None) -> None:
     pending = set(ids)
     deadline = time.monotonic() + timeout
     while pending:
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{len(pending)} of {len(ids)} events not indexed after {timeout:.0f}s")
+            raise TimeoutError(f"{len(pending)} of {len(ids)} events not indexed after {timeout:.0f}s\n"
+                               + deployment.logs())
+        if any(proc.poll() is not None for proc in deployment.workers):
+            raise RuntimeError("a worker exited during the benchmark\n" + deployment.logs())
         for update in await updates.poll(timeout=0.2, max_records=5000):
             if update.kind == "event_indexed" and update.ids[0] in pending:
                 pending.discard(update.ids[0])
@@ -72,18 +76,19 @@ async def _run_workers(bootstrap: str, root: Path, texts: list[str], workers: in
         async with subscribe(kinds=["event_indexed"], kafka=deployment.kafka) as updates:
             async with Publisher(deployment.kafka) as pub:
                 await pub.publish_many(warm)
-                await _until_indexed(updates, {e.event_id for e in warm}, timeout)
+                await _until_indexed(updates, {e.event_id for e in warm}, timeout, deployment)
                 sent: dict[str, float] = {}
                 arrivals: dict[str, float] = {}
                 started = time.perf_counter()
                 if rate is None:
-                    consumer = asyncio.create_task(_until_indexed(updates, {e.event_id for e in main}, timeout))
+                    consumer = asyncio.create_task(
+                        _until_indexed(updates, {e.event_id for e in main}, timeout, deployment))
                     for i in range(0, len(main), 500):
                         await pub.publish_many(main[i : i + 500])
                     await consumer
                 else:
                     consumer = asyncio.create_task(
-                        _until_indexed(updates, {e.event_id for e in main}, timeout, arrivals))
+                        _until_indexed(updates, {e.event_id for e in main}, timeout, deployment, arrivals))
                     interval = 1.0 / rate
                     for i, event in enumerate(main):
                         delay = started + i * interval - time.perf_counter()

@@ -83,6 +83,7 @@ def create_app(settings: Settings | None = None, *, stages: tuple[str, ...] | No
         web_host=worker.web_host,
         producer_acks=-1,
         processing_guarantee=worker.processing_guarantee,
+        broker_commit_interval=worker.commit_interval_s,
         consumer_auto_offset_reset="earliest",
         autodiscover=False,
     )

@@ -22,15 +22,16 @@ class KafkaSettings(BaseModel):
     """How to reach the broker, with optional SASL/SSL."""
 
     bootstrap: str = Field("127.0.0.1:9092", description="host:port[,host:port…] of the Kafka brokers")
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How clients talk to the brokers")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field("PLAIN", description="SASL mechanism")
+    sasl_username: str | None = Field(None, description="SASL user")
+    sasl_password: SecretStr | None = Field(None, description="SASL password (never printed)")
+    ssl_cafile: Path | None = Field(None, description="CA bundle to verify the brokers")
+    ssl_certfile: Path | None = Field(None, description="Client certificate (mutual TLS)")
+    ssl_keyfile: Path | None = Field(None, description="Client key (mutual TLS)")
     partitions: int = Field(8, ge=1, description="Partitions of every memstream topic (= max parallel workers)")
-    replication_factor: int = Field(1, ge=1)
+    replication_factor: int = Field(1, ge=1, description="Replication factor of topics memstream creates")
     topic_prefix: str = Field("memstream.", description="Prefix of every topic name (one deployment per prefix)")
 
     @property
@@ -66,23 +67,29 @@ class WorkerSettings(BaseModel):
     app_id: str = Field("memstream", description="Faust app id = consumer group; one per deployment")
     state_dir: Path = Field(Path("var/state"), description="RocksDB tables and the embedded store live here")
     table_store: str = Field("rocksdb://", description="Faust table store: rocksdb:// or memory://")
-    standby_replicas: int = Field(1, ge=0)
+    standby_replicas: int = Field(1, ge=0, description="Standby copies of each table partition on other workers")
     web_port: int = Field(6066, ge=1, le=65535, description="HTTP API (recall, compensate, get, forget, metrics)")
-    web_host: str = "127.0.0.1"
+    web_host: str = Field("127.0.0.1", description="Address the HTTP API binds (0.0.0.0 in containers)")
     max_text_chars: int = Field(16_384, ge=1, description="Longer event texts are dead-lettered")
-    log_level: str = "info"
+    log_level: str = Field("info", description="Worker log level")
+    commit_interval_s: float = Field(
+        0.2, gt=0, le=30,
+        description="How often offsets (and, exactly-once, the transaction) are committed; under exactly_once "
+        "each stage's output becomes visible downstream only at its commit, so this bounds per-hop latency",
+    )
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
-        "exactly_once",
-        description="exactly_once: Kafka transactions make table changes, sends and offsets atomic, so a "
-        "restarted worker never re-applies an event to session state",
+        "at_least_once",
+        description="at_least_once (default): replays are de-duplicated by event id and point ids are "
+        "deterministic, so memory is exactly-once; exactly_once: Kafka transactions (faust-streaming 0.15 "
+        "fences producers on rebalance with several workers: single-worker use only)",
     )
 
 
 class EmbedStageSettings(BaseModel):
     """How the embed agent batches: a batch closes at max_batch events or after max_wait_s."""
 
-    max_batch: int = Field(64, ge=1, le=4096)
-    max_wait_s: float = Field(0.05, gt=0, le=10)
+    max_batch: int = Field(64, ge=1, le=4096, description="Events embedded in one batch at most")
+    max_wait_s: float = Field(0.05, gt=0, le=10, description="A partial batch is embedded after this wait")
 
 
 class SegmentStageSettings(BaseModel):
@@ -90,6 +97,9 @@ class SegmentStageSettings(BaseModel):
 
     idle_seal_s: float = Field(30.0, gt=0, description="Seal a session's episodes after this many idle seconds")
     idle_check_s: float = Field(5.0, gt=0, description="How often the worker looks for idle sessions")
+    dedupe_window: int = Field(
+        512, ge=2, description="Latest event ids remembered per session, so a replayed event is not applied twice"
+    )
 
 
 class ErrorsStageSettings(BaseModel):

@@ -114,3 +114,28 @@ def topics() -> None:
     """Create memstream's topics (explicit partition counts) if they do not exist."""
     created = asyncio.run(ensure_topics(get_settings().kafka))
     err.print(f"created: {', '.join(created) or 'none (all exist)'}")
+
+
+def config(json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """Every setting: its environment variable, current value (secrets hidden) and meaning."""
+    from pydantic import BaseModel
+    from rich.table import Table
+
+    rows: list[tuple[str, str, str]] = []
+
+    def walk(model: BaseModel, prefix: str) -> None:
+        for name, field in type(model).model_fields.items():
+            value = getattr(model, name)
+            if isinstance(value, BaseModel):
+                walk(value, f"{prefix}{name.upper()}__")
+            else:
+                rows.append((f"{prefix}{name.upper()}", str(value), field.description or ""))
+
+    walk(get_settings(), "MEMSTREAM_")
+    if json_out:
+        sys.stdout.write(orjson.dumps({k: {"value": v, "description": d} for k, v, d in rows}).decode() + "\n")
+        return
+    table = Table("variable", "value", "meaning")
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
