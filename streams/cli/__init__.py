@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from streams.cli import bench, compensate, core, demo, eval_compensation, eval_segmentation, kafka, recall
+from streams.cli import bench, bench_embed, compensate, core, demo, eval_compensation, eval_segmentation, kafka, models, recall
 
 app = typer.Typer(help="memstream: streaming memory for AI agents and recommenders.", no_args_is_help=True)
 app.command("worker")(core.worker)
@@ -21,7 +21,9 @@ eval_app.command("compensation")(eval_compensation.eval_compensation)
 eval_app.command("segmentation")(eval_segmentation.eval_segmentation)
 app.add_typer(eval_app, name="eval")
 
+bench.app.command("embed")(bench_embed.bench_embed)
 app.add_typer(bench.app, name="bench")
+app.add_typer(models.app, name="models")
 app.add_typer(kafka.app, name="kafka", help="Local Apache Kafka (KRaft, one node) from Maven Central.")
 
 

@@ -1,4 +1,4 @@
-"""`memstream bench-embed`: embedding throughput and quality (the command lives in bench/embed.py, so
+"""`memstream bench embed`: embedding throughput and quality (the command lives in bench/embed.py, so
 ``python -m bench.embed`` also runs it from an environment without the rest of memstream)."""
 
 from __future__ import annotations
