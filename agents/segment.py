@@ -2,10 +2,10 @@
 
 Every event is forwarded to `episodes` (for the index stage) ahead of the episode changes it causes.
 
-Replays are harmless: the ids of each session's latest ``dedupe_window`` applied events are kept in a
-table, and an event seen again is passed on to the index stage (idempotent writes) but never applied to
-the session state twice. The table holds one SessionState per `tenant/session` (RocksDB + changelog, so
-a restarted or rebalanced worker resumes the session); its size is bounded by ``segmentation.state_bound`` vectors. A session's
+Replays are harmless: the ids of each session's latest ``dedupe_window`` applied events are kept in the
+same table value as the session state (written after the stage's outputs), and an event seen again is
+passed on to the index stage (idempotent writes) but never applied to the session state twice. The
+table holds one SessionState per `tenant/session` (RocksDB + changelog, so a restarted or rebalanced worker resumes the session); its size is bounded by ``segmentation.state_bound`` vectors. A session's
 episodes are sealed by the look-ahead, by a `session_end` event, or after `idle_seal_s` idle seconds
 (the worker then sends itself a `session_idle` control record on the session's partition, so every
 state change happens in order inside the stream).
@@ -36,6 +36,19 @@ def _episode_record(change: EpisodeChange, event: InteractionEvent) -> EpisodeRe
     )
 
 
+def _load(raw: bytes | None) -> tuple[list[str], SessionState]:
+    """Table value -> (ids of the latest applied events, session state)."""
+    if not raw:
+        return [], SessionState()
+    ids, _, state = raw.partition(b"\0")
+    return (ids.decode().split("\n") if ids else []), SessionState.from_bytes(state)
+
+
+def _dump(applied: list[str], state: SessionState) -> bytes:
+    """One value, written in one go: the applied ids and the state can never disagree."""
+    return "\n".join(applied).encode() + b"\0" + state.to_bytes()
+
+
 def register(app: faust.App, topics, runtime: Runtime) -> None:
     settings = runtime.settings
     segmenter = Segmenter(settings.segmentation)
@@ -48,11 +61,6 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
     # tenant/session -> "<wall-clock seconds of last event>|<user_id>|<open episode events>"
     activity = app.Table(
         f"{app_id}-segment-activity", partitions=settings.kafka.partitions,
-        key_type=bytes, value_type=bytes,
-    )
-    # tenant/session -> the ids of the session's latest applied events (newline-separated, bounded)
-    applied = app.Table(
-        f"{app_id}-segment-applied", partitions=settings.kafka.partitions,
         key_type=bytes, value_type=bytes,
     )
     window = settings.segment.dedupe_window
@@ -68,31 +76,28 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
                 await reject(topics, event, f"undecodable embedded record: {exc}", STAGE, metrics)
                 continue
             key = record.key
-            recent = (applied.get(key) or b"").split(b"\n")
-            event_id = record.event_id.encode()
-            if event_id in recent:  # a replay (at-least-once): state has it; pass it on, never re-apply it
+            applied, state = _load(sessions.get(key))
+            if record.event_id in applied:  # a replay (at-least-once): state has it; pass it on, never re-apply it
                 if record.kind not in CONTROL_KINDS:
                     await topics.episodes.send(key=key, value=event.value)
                 continue
-            applied[key] = b"\n".join([*recent[-(window - 1):], event_id]) if recent != [b""] else event_id
-            raw = sessions.get(key)
-            state = SessionState.from_bytes(raw) if raw else SessionState()
             if record.kind in CONTROL_KINDS:
                 changes = segmenter.flush(state)
             else:
                 cursor = state.cursor
                 changes = segmenter.push(state, record.event_id, record.ts, vector, record.text)
                 metrics.scores(new_scores(state, cursor))
-            sessions[key] = state.to_bytes()
-            open_events = len(state) if record.kind not in CONTROL_KINDS else 0
-            activity[key] = f"{time.time():.3f}|{record.user_id}|{open_events}".encode()
             if record.kind not in CONTROL_KINDS:  # the event itself goes on to be indexed, before its episode
                 await topics.episodes.send(key=key, value=event.value)
                 metrics.sent(STAGE)
-            for change in changes:
+            for change in changes:  # delivered before the state moves on: a crash replays, never loses, them
                 centroid = change.centroid if change.centroid is not None else empty
-                await topics.episodes.send(key=key, value=encode_with_vector(_episode_record(change, record), centroid))
+                frame = encode_with_vector(_episode_record(change, record), centroid)
+                await (await topics.episodes.send(key=key, value=frame))
                 metrics.episode(change.kind, len(change.event_ids))
+            sessions[key] = _dump([*applied[-(window - 1):], record.event_id], state)  # state last
+            open_events = len(state) if record.kind not in CONTROL_KINDS else 0
+            activity[key] = f"{time.time():.3f}|{record.user_id}|{open_events}".encode()
 
     @app.timer(interval=settings.segment.idle_check_s)
     async def seal_idle_sessions() -> None:

@@ -63,8 +63,9 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
             with metrics.store_timer("forget"):
                 removed = await (await runtime.store()).forget(body.tenant_id, body.user_id)
             compensate.service(runtime).forget_tenant(body.tenant_id)  # the sketch cannot forget one user
+            now = time.time()
             update = MemoryUpdate.make(
-                "forgotten", body.tenant_id, [body.user_id], time.time(), user_id=body.user_id,
+                "forgotten", body.tenant_id, [body.user_id], now, salt=f"{now:.6f}", user_id=body.user_id,
                 payload={"points_removed": removed},
             )
             await topics.memory_updates.send(key=f"{body.tenant_id}/{body.user_id}".encode(), value=encode(update))

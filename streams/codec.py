@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import struct
 import time
 from typing import TypeVar
@@ -11,7 +12,7 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from streams.contracts import DeadLetter, FeedbackEvent, InteractionEvent
+from streams.contracts import MAX_DEAD_LETTER_RAW, DeadLetter, FeedbackEvent, InteractionEvent
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -53,7 +54,7 @@ def decode(raw: bytes | str | None, model: type[R], *, max_text_chars: int | Non
     if not isinstance(data, dict):
         raise InvalidRecord(f"expected a JSON object, got {type(data).__name__}")
     version = data.get("schema_version", 1)
-    if version != 1:
+    if type(version) is not int or version != 1:
         raise InvalidRecord(f"unknown schema_version {version!r} (this reader knows 1)")
     context = {"max_text_chars": max_text_chars} if max_text_chars else None
     try:
@@ -120,7 +121,8 @@ def decode_with_vector(raw: bytes | None, model: type[R]) -> tuple[R, np.ndarray
 def dead_letter(
     raw: bytes | None, reason: str, *, stage: str, topic: str, partition: int, offset: int, key: bytes | None
 ) -> DeadLetter:
-    """Wrap a rejected record with its reason and source coordinates."""
+    """Wrap a rejected record with its reason and source coordinates (raw bytes capped, hash kept)."""
+    raw = raw or b""
     return DeadLetter(
         reason=reason,
         stage=stage,
@@ -128,6 +130,9 @@ def dead_letter(
         partition=partition,
         offset=offset,
         key=key.decode("utf-8", "replace") if key is not None else None,
-        raw_b64=base64.b64encode(raw or b"").decode(),
+        raw_b64=base64.b64encode(raw[:MAX_DEAD_LETTER_RAW]).decode(),
+        raw_size=len(raw),
+        raw_sha256=hashlib.sha256(raw).hexdigest(),
+        raw_truncated=len(raw) > MAX_DEAD_LETTER_RAW,
         ts=time.time(),
     )

@@ -16,6 +16,9 @@ SCHEMA_VERSION = 1
 DEFAULT_MAX_TEXT_CHARS = 16_384
 MAX_ATTRIBUTES_BYTES = 8_192
 MAX_VECTOR_DIM = 4_096
+MAX_DEAD_LETTER_RAW = 256 * 1024
+"""A dead letter keeps at most this many bytes of the rejected value (plus its size and hash), so it always
+fits under the broker's message size limit."""
 
 Ident = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
 """Tenant, user, session, item and event ids: short, printable, no separators we use in keys ('/')."""
@@ -135,9 +138,12 @@ class MemoryUpdate(_Record):
     payload: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
-    def make(cls, kind: UpdateKind, tenant_id: str, ids: list[str], ts: float, **fields: Any) -> "MemoryUpdate":
-        """Build an update whose id is derived from what it announces."""
-        update_id = str(uuid.uuid5(MEMSTREAM_NS, "|".join([kind, tenant_id, *ids])))
+    def make(
+        cls, kind: UpdateKind, tenant_id: str, ids: list[str], ts: float, *, salt: str = "", **fields: Any
+    ) -> "MemoryUpdate":
+        """Build an update whose id is derived from what it announces (and `salt`, for announcements that
+        may rightly repeat, such as a second forget of the same user)."""
+        update_id = str(uuid.uuid5(MEMSTREAM_NS, "|".join([kind, tenant_id, *ids, salt])))
         return cls(update_id=update_id, kind=kind, tenant_id=tenant_id, ids=ids, ts=ts, **fields)
 
 
@@ -174,5 +180,8 @@ class DeadLetter(_Record):
     partition: int
     offset: int
     key: str | None = None
-    raw_b64: str = Field(description="The record's value exactly as received, base64.")
+    raw_b64: str = Field(description="The record's value as received, base64 (its first MAX_DEAD_LETTER_RAW bytes).")
+    raw_size: int = Field(0, ge=0, description="Size of the received value in bytes.")
+    raw_sha256: str = Field("", description="SHA-256 of the whole received value, hex.")
+    raw_truncated: bool = Field(False, description="True when raw_b64 holds only a prefix of the value.")
     ts: float

@@ -106,3 +106,29 @@ def test_committed_json_schemas_match_the_models():
 def test_generic_decode_rejects_wrong_model_fields():
     with pytest.raises(InvalidRecord):
         decode(raw(event()), MemoryUpdate)
+
+
+def test_dead_letter_of_a_huge_record_is_capped_but_identifiable():
+    import base64
+    import hashlib
+
+    from streams.contracts import MAX_DEAD_LETTER_RAW
+
+    raw = b"x" * (MAX_DEAD_LETTER_RAW + 10)
+    letter = dead_letter(raw, "too big", stage="validate", topic="t", partition=0, offset=1, key=None)
+    assert letter.raw_truncated and letter.raw_size == len(raw)
+    assert letter.raw_sha256 == hashlib.sha256(raw).hexdigest()
+    assert base64.b64decode(letter.raw_b64) == raw[:MAX_DEAD_LETTER_RAW]
+    assert len(encode(letter)) < 1_000_000
+
+
+@pytest.mark.parametrize("version", [True, 1.0, "1"])
+def test_schema_version_must_be_the_integer_one(version):
+    with pytest.raises(InvalidRecord, match="schema_version"):
+        decode_interaction(raw(event(schema_version=version)))
+
+
+def test_salted_updates_differ():
+    a = MemoryUpdate.make("forgotten", "t", ["u"], 1.0, salt="1")
+    b = MemoryUpdate.make("forgotten", "t", ["u"], 2.0, salt="2")
+    assert a.update_id != b.update_id
