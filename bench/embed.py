@@ -1,7 +1,7 @@
 """Embedding benchmark: sentence-transformers (anchor) vs the ONNX embedder, fp32 and int8.
 
 Real Wikipedia sentences (``bench.corpus``) go through each engine at several batch sizes; sentences/s
-is the median of ``repeats`` passes. Quality is measured at batch 32 against a reference (the anchor
+is the median of ``repeats`` passes over all sentences, the engines taking turns. Quality is measured at batch 32 against a reference (the anchor
 when sentence-transformers is importable, else fp32): cosine per sentence, and top-10 neighbour
 agreement (for each sentence, the share of its 10 nearest neighbours in the reference space that are
 also among its 10 nearest in the engine's space), which is what retrieval feels.
@@ -85,19 +85,10 @@ def _onnx(variant: str, threads: int, max_batch: int) -> tuple[Encode, str]:
     return embedder.embed, f"onnxruntime {variant} ({embedder.provider})"
 
 
-def _throughput(encode: Encode, sentences: list[str], batch: int, repeats: int, tick: Callable[[], None]) -> tuple[float, np.ndarray]:
-    encode(sentences[:batch])  # warm-up
-    rates: list[float] = []
-    vectors = np.empty(0)
-    for _ in range(repeats):
-        parts = []
-        started = time.perf_counter()
-        for i in range(0, len(sentences), batch):
-            parts.append(encode(sentences[i : i + batch]))
-        rates.append(len(sentences) / (time.perf_counter() - started))
-        vectors = np.concatenate(parts)
-        tick()
-    return statistics.median(rates), vectors
+def _one_pass(encode: Encode, sentences: list[str], batch: int) -> tuple[float, np.ndarray]:
+    started = time.perf_counter()
+    parts = [encode(sentences[i : i + batch]) for i in range(0, len(sentences), batch)]
+    return len(sentences) / (time.perf_counter() - started), np.concatenate(parts)
 
 
 def run(
@@ -129,15 +120,23 @@ def run(
 
     per_s: dict[str, dict[int, float]] = {name: {} for name in engines}
     vectors: dict[str, np.ndarray] = {}
+    # Engines take turns within each repeat, so a change in machine load hits them alike.
     with Progress(console=Console(stderr=True), disable=not progress) as bar:
         task = bar.add_task("embedding", total=len(engines) * len(batch_sizes) * repeats)
-        for name, (encode, _) in engines.items():
-            for batch in batch_sizes:
-                bar.update(task, description=f"{name} batch {batch}")
-                rate, vecs = _throughput(encode, sentences, batch, repeats, lambda: bar.advance(task))
-                per_s[name][batch] = round(rate, 1)
-                if batch == QUALITY_BATCH:
-                    vectors[name] = vecs.astype(np.float32)
+        for batch in batch_sizes:
+            rates: dict[str, list[float]] = {name: [] for name in engines}
+            for encode, _ in engines.values():
+                encode(sentences[:batch])  # warm-up
+            for _ in range(repeats):
+                for name, (encode, _) in engines.items():
+                    bar.update(task, description=f"batch {batch}: {name}")
+                    rate, vecs = _one_pass(encode, sentences, batch)
+                    rates[name].append(rate)
+                    if batch == QUALITY_BATCH:
+                        vectors[name] = vecs.astype(np.float32)
+                    bar.advance(task)
+            for name in engines:
+                per_s[name][batch] = round(statistics.median(rates[name]), 1)
 
     reference = "anchor" if "anchor" in vectors else "fp32"
     ref = vectors[reference]
