@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import socket
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -22,6 +21,7 @@ from models.segmenter import Segmenter, SegmentationConfig, SessionState
 from streams.codec import decode, decode_with_vector
 from streams.contracts import CONTROL_KINDS, InteractionEvent, MemoryUpdate
 from streams.settings import KafkaSettings
+from streams.workers import free_ports
 
 TOPICS: dict[str, list[str]] = json.loads((Path(__file__).parents[1] / "fixtures" / "three_topics.json").read_text())
 
@@ -36,15 +36,6 @@ FAULT_WORKER_ENV = {
 }
 
 
-def free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 # -- streams ---------------------------------------------------------------------------------------------

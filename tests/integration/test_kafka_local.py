@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from deploy.kafka import LocalKafka, PortInUseError
 from deploy.kafka.process import port_open
+from streams.workers import free_ports as _free_ports
 
 pytestmark = [
     pytest.mark.integration,
@@ -25,15 +26,6 @@ pytestmark = [
 ]
 
 
-def _free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 @pytest.fixture(scope="module")
