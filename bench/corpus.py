@@ -7,15 +7,13 @@ full MediaWiki parser.
 
 from __future__ import annotations
 
-import bz2
 import random
 import re
-import xml.etree.ElementTree as ET
 from functools import lru_cache
 
+from bench.segmentation_data import WIKI_MEMBER, iter_articles
 from models.assets import GENSIM, asset_path
 
-WIKI_MEMBER = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 
 _COMMENT = re.compile(r"<!--.*?-->", re.S)
 _REF = re.compile(r"<ref[^>/]*/>|<ref[^>]*>.*?</ref>", re.S)
@@ -51,28 +49,11 @@ def _strip_markup(text: str) -> str:
     return "\n".join(kept)
 
 
-def _articles(limit: int | None = None):
-    path = asset_path(GENSIM, WIKI_MEMBER)
-    with bz2.open(path, "rb") as fh:
-        count = 0
-        for _, elem in ET.iterparse(fh):
-            if not elem.tag.endswith("}page"):
-                continue
-            ns = elem.find("{*}ns")
-            text = elem.find("{*}revision/{*}text")
-            if ns is not None and ns.text == "0" and text is not None and text.text and elem.find("{*}redirect") is None:
-                yield text.text
-                count += 1
-                if limit is not None and count >= limit:
-                    return
-            elem.clear()
-
-
 @lru_cache(maxsize=4)
 def _all_sentences(min_words: int, max_words: int) -> tuple[str, ...]:
     seen: set[str] = set()
     out: list[str] = []
-    for article in _articles():
+    for _, article in iter_articles(asset_path(GENSIM, WIKI_MEMBER)):
         for paragraph in _strip_markup(article).splitlines():
             for sentence in _SENTENCE_END.split(paragraph):
                 sentence = _SPACES.sub(" ", sentence).strip()
