@@ -11,8 +11,11 @@ Metrics, per stream then averaged weighted by stream length:
 - boundary F1: a predicted boundary within ±``tolerance`` records of a gold one is correct (precision),
   a gold boundary within ±``tolerance`` of a predicted one is found (recall).
 
-Methods: ``memstream`` (the streaming `Segmenter`, pushed one event at a time as the worker does),
-``memstream_unrefined`` (same, refinement off), ``none``, ``random`` (gold count), ``fixed`` (gold mean
+Methods: ``memstream`` (the streaming `Segmenter` on embedding surprise, pushed one event at a time as the
+worker does), ``memstream_lm`` and ``memstream_blend`` (the same segmenter on token-level LM surprise, or
+both signals; only with ``lm=True``: the LM reads every event after 128 tokens of context, which takes
+about an hour for the whole dev set on 2 CPU cores, so its surprises are cached like the embeddings),
+``memstream_unrefined`` (embedding, refinement off), ``none``, ``random`` (gold count), ``fixed`` (gold mean
 length), ``texttiling`` (depth scores over the same embeddings, cutoff mean − std/2) and
 ``texttiling_oracle`` (the gold number of deepest valleys). Only the last three baselines, ``random``
 and ``fixed`` know something of the gold segmentation; ``memstream`` knows nothing.
@@ -34,6 +37,7 @@ import numpy as np
 
 from models.segmenter import SegmentationConfig, Segmenter, SessionState
 
+LM_METHODS = ("memstream_lm", "memstream_blend")
 METHODS = ("memstream", "memstream_unrefined", "none", "random", "fixed", "texttiling", "texttiling_oracle")
 TOLERANCE = 3
 TEXTTILING_BLOCK = 10  # sentences compared either side of a gap (NLTK's default block of 10 units)
@@ -95,6 +99,88 @@ def cached_embeddings(texts: list[str], embed: Embed | None = None, tag: str | N
     return vectors
 
 
+def default_language_model():
+    """The pipeline's language model (`models.language_model`, default config) and a tag naming it."""
+    from models.language_model import LanguageModel, LanguageModelConfig
+
+    config = LanguageModelConfig()
+    return LanguageModel(config), f"smollm2-135m-{config.variant}"
+
+
+def compute_lm_surprises(
+    streams: Sequence[Sequence[str]], config: SegmentationConfig, lm, batch: int = 16, progress: bool = True
+) -> list[np.ndarray]:
+    """Each stream's LM surprises as the segment stage computes them (`Segmenter.lm_surprises`): every
+    event after its stream's last ``lm_context_tokens`` tokens, ``batch`` events of different streams per
+    model call."""
+    segmenter = Segmenter(config, lm=lm)
+    states = [SessionState() for _ in streams]
+    out = [np.full(len(texts), np.nan) for texts in streams]
+    order = [(k, i) for i in range(max((len(t) for t in streams), default=0)) for k in range(len(streams))
+             if i < len(streams[k])]
+    t0 = time.perf_counter()
+    for b in range(0, len(order), batch):
+        chunk = order[b : b + batch]
+        values = segmenter.lm_surprises([(states[k], streams[k][i]) for k, i in chunk])
+        for (k, i), value in zip(chunk, values):
+            out[k][i] = value
+        if progress and (b // batch) % 50 == 0:
+            done = b + len(chunk)
+            rate = done / max(time.perf_counter() - t0, 1e-9)
+            print(f"LM surprise: {done}/{len(order)} events, {rate:.1f}/s", file=sys.stderr, flush=True)
+    return out
+
+
+def cached_lm_surprises(
+    streams: Sequence[Sequence[str]], config: SegmentationConfig, lm=None, tag: str | None = None
+) -> list[np.ndarray]:
+    """`compute_lm_surprises`, cached under ``cache_dir()/eval`` by the LM tag, context size, reduction
+    and the streams' texts. Without ``lm`` the default language model is loaded on a cache miss."""
+    from models.assets import cache_dir
+
+    if tag is None and lm is not None:
+        tag = str(getattr(lm, "tag", type(lm).__name__))
+    elif tag is None:
+        from models.language_model import LanguageModelConfig
+
+        tag = f"smollm2-135m-{LanguageModelConfig().variant}"
+    key = [tag, str(config.lm_context_tokens), config.lm_reduce, *("\x01".join(t) for t in streams)]
+    digest = hashlib.sha256("\x00".join(key).encode()).hexdigest()[:24]
+    path = cache_dir() / "eval" / f"lm-surprise-{digest}.npy"
+    lengths = [len(t) for t in streams]
+    if path.exists():
+        flat = np.load(path)
+        if flat.shape[0] == sum(lengths):
+            return np.split(flat, np.cumsum(lengths)[:-1])
+    if lm is None:
+        lm, _ = default_language_model()
+    values = compute_lm_surprises(streams, config, lm)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".part.npy")
+    np.save(tmp, np.concatenate(values) if values else np.zeros(0))
+    tmp.replace(path)
+    return values
+
+
+def signal_cost_ms(texts: Sequence[str], config: SegmentationConfig, lm=None, embed: Embed | None = None) -> dict[str, float]:
+    """Milliseconds per event of each surprise signal's model, measured on ``texts`` (as one stream, in
+    batches of 16 for the LM and 32 for the embedder), uncached."""
+    out: dict[str, float] = {}
+    if embed is None:
+        embed, _ = default_embedder()
+    t = time.perf_counter()
+    for b in range(0, len(texts), 32):
+        embed(list(texts[b : b + 32]))
+    out["embedding"] = round(1000 * (time.perf_counter() - t) / max(len(texts), 1), 3)
+    if lm is not None:
+        streams = [texts[k::16] for k in range(16)]  # 16 sessions, one event each per model call
+        t = time.perf_counter()
+        compute_lm_surprises(streams, config, lm, progress=False)
+        out["lm"] = round(1000 * (time.perf_counter() - t) / max(len(texts), 1), 3)
+        out["blend"] = round(out["embedding"] + out["lm"], 3)
+    return out
+
+
 # -- metrics --------------------------------------------------------------------------------------
 def _mask(boundaries: Sequence[int], n: int) -> str:
     marks = ["0"] * n
@@ -138,13 +224,18 @@ def stream_metrics(pred: Sequence[int], gold: Sequence[int], n: int, tolerance: 
 
 
 # -- methods --------------------------------------------------------------------------------------
-def memstream_boundaries(vectors: np.ndarray, config: SegmentationConfig, texts: Sequence[str] = ()) -> list[int]:
-    """Boundaries found by the streaming segmenter, fed one event at a time, then flushed."""
+def memstream_boundaries(
+    vectors: np.ndarray, config: SegmentationConfig, texts: Sequence[str] = (), lm: np.ndarray | None = None
+) -> list[int]:
+    """Boundaries found by the streaming segmenter, fed one event at a time, then flushed. ``lm``: the
+    events' LM surprises (`lm_surprises`), for LM and blend configs."""
     segmenter, state = Segmenter(config), SessionState()
     starts: list[int] = []
     for i, v in enumerate(vectors):
         text = texts[i] if texts else ""
-        starts += [int(c.event_ids[0]) for c in segmenter.push(state, str(i), float(i), v, text) if c.kind == "sealed"]
+        surprise = None if lm is None else float(lm[i])
+        changes = segmenter.push(state, str(i), float(i), v, text, lm_surprise=surprise)
+        starts += [int(c.event_ids[0]) for c in changes if c.kind == "sealed"]
     starts += [int(c.event_ids[0]) for c in segmenter.flush(state) if c.kind == "sealed"]
     return [s for s in starts if s > 0]
 
@@ -238,17 +329,36 @@ def run(
     vectors: np.ndarray | None = None,
     tolerance: int = TOLERANCE,
     seed: int = 0,
+    lm: bool | Any = False,
+    max_streams: int | None = None,
+    cost_events: int = 128,
 ) -> dict[str, Any]:
     """Evaluate ``methods``; returns ``{"f1": {method: …}, "pk": {…}, "windowdiff": {…}, …}``.
 
     ``vectors`` (aligned with the records) skips embedding; ``embed`` replaces the default embedder.
+    ``lm``: True (the default language model) or a `TokenScorer` adds the LM methods; ``max_streams``
+    evaluates the first streams only; ``cost_events`` events time each signal (0: no timing).
     """
     t0 = time.perf_counter()
     records = load_records(Path(input_path) if input_path is not None else None)
+    if max_streams is not None:
+        names = list(dict.fromkeys(r["stream"] for r in records))[:max_streams]
+        keep = set(names)
+        records = [r for r in records if r["stream"] in keep]
+        if vectors is not None:
+            raise ValueError("max_streams cannot be combined with precomputed vectors")
     if vectors is None:
         vectors = cached_embeddings([r["text"] for r in records], embed)
     config = config or SegmentationConfig()
-    configs = {"memstream": config, "memstream_unrefined": config.model_copy(update={"refine": "none"})}
+    configs = {
+        "memstream": config.model_copy(update={"surprise": "embedding"}),
+        "memstream_lm": config.model_copy(update={"surprise": "lm"}),
+        "memstream_blend": config.model_copy(update={"surprise": "blend"}),
+        "memstream_unrefined": config.model_copy(update={"surprise": "embedding", "refine": "none"}),
+    }
+    methods = [m for m in methods if lm is not False or m not in LM_METHODS]
+    if lm is not False:
+        methods = [*methods[:1], *[m for m in LM_METHODS if m not in methods], *methods[1:]]
     streams: list[tuple[int, int, list[int]]] = []  # (start, end, gold boundaries relative to start)
     start = 0
     for i in range(1, len(records) + 1):
@@ -256,6 +366,11 @@ def run(
             gold = [j - start for j in range(start + 1, i) if records[j]["boundary"]]
             streams.append((start, i, gold))
             start = i
+    lm_model, lm_values = None, None
+    if lm is not False:
+        lm_model = None if lm is True else lm
+        per_stream = cached_lm_surprises([[r["text"] for r in records[s:e]] for s, e, _ in streams], config, lm_model)
+        lm_values = np.concatenate(per_stream) if per_stream else np.zeros(0)
     rng = np.random.default_rng(seed)
     totals: dict[str, dict[str, float]] = {m: {} for m in methods}
     predicted: dict[str, int] = {m: 0 for m in methods}
@@ -271,7 +386,8 @@ def run(
             t = time.perf_counter()
             if method in configs:
                 texts = [r["text"] for r in records[s:e]] if Segmenter(configs[method]).surprise.needs_text else ()
-                pred = memstream_boundaries(x, configs[method], texts)
+                values = lm_values[s:e] if configs[method].uses_lm else None
+                pred = memstream_boundaries(x, configs[method], texts, values)
             else:
                 pred = baseline_boundaries(method, x, gold, rng)
             seconds[method] += time.perf_counter() - t
@@ -290,6 +406,16 @@ def run(
         "tolerance": tolerance,
     }
     out["config"] = config.model_dump()
+    if cost_events:
+        if lm is True and lm_model is None:
+            lm_model, _ = default_language_model()
+        cost = signal_cost_ms([r["text"] for r in records[:cost_events]], config, lm_model, embed)
+        signal = {"memstream": "embedding", "memstream_unrefined": "embedding",
+                  "memstream_lm": "lm", "memstream_blend": "blend"}
+        out["cost_ms_per_event"] = {
+            m: round(cost[signal[m]] + 1000 * seconds[m] / max(weight, 1), 3) for m in methods if m in signal
+        }
+        out["cost_ms_per_event"]["signals"] = cost
     out["seconds"] = {"total": round(time.perf_counter() - t0, 2), **{m: round(v, 2) for m, v in seconds.items()}}
     return out
 

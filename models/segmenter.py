@@ -2,13 +2,17 @@
 
 Per event, in arrival order:
 
-1. **Score** event t (`models.surprise` supplies the NLLs): the look-back context is the latest
-   ``max_context`` events before t (or, with ``context="episode"``, the current episode's), the look-ahead
-   the ``ahead`` events from t on. ``score="surprise"`` is the mean surprise of the look-ahead under the
-   context (EM-LLM's event surprise when ``ahead=1``). The default ``"symmetric"`` is a two-sample
-   likelihood ratio: the look-ahead's surprise under the look-back minus its surprise under its own
-   fit, plus the same the other way round. It asks "are these two windows better explained apart?",
-   and is not fooled by a window that is merely diverse.
+1. **Score** event t (`models.surprise` supplies the NLLs). With ``surprise="embedding"`` (default) the
+   look-back context is the latest ``max_context`` events before t (or, with ``context="episode"``, the
+   current episode's), the look-ahead the ``ahead`` events from t on. ``score="surprise"`` is the mean
+   surprise of the look-ahead under the context (EM-LLM's event surprise when ``ahead=1``). The default
+   ``"symmetric"`` is a two-sample likelihood ratio: the look-ahead's surprise under the look-back minus
+   its surprise under its own fit, plus the same the other way round. It asks "are these two windows
+   better explained apart?", and is not fooled by a window that is merely diverse.
+   With ``surprise="lm"`` the score is EM-LLM's: the mean token NLL of t's text under a causal language
+   model given the last ``lm_context_tokens`` tokens of the session (computed when t arrives, batched
+   across sessions by `Segmenter.lm_surprises`). ``"blend"`` averages the two, each first standardised
+   against its own previous ``window`` values (weight ``blend_weight`` on the LM).
 2. **Detect** (`models.boundaries`): a score above ``mean + gamma·std`` of the previous ``window``
    scores, in an episode of ``min_len`` events or more, arms a candidate; the candidate moves to any
    higher score and becomes a provisional boundary after ``peak_wait`` events without one. An episode
@@ -35,6 +39,7 @@ from __future__ import annotations
 import base64
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -44,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from models.boundaries import exceeds
 from models.refinement import best_split, similarity_graph
-from models.surprise import SurpriseContext, SurpriseModel, make_surprise
+from models.surprise import LanguageModelSurprise, SurpriseContext, SurpriseModel, TokenScorer, make_surprise
 
 __all__ = ["SegmentationConfig", "SessionState", "EpisodeChange", "Segmenter"]
 
@@ -58,8 +63,16 @@ class SegmentationConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    surprise: Literal["vmf", "cosine", "gaussian"] = Field(
-        default="vmf", description="built-in surprise model (models.surprise.make_surprise)")
+    surprise: Literal["embedding", "lm", "blend"] = Field(
+        default="embedding", description="boundary signal: embedding surprise (no extra model), token NLL "
+        "under a causal LM (models.language_model), or both, standardised and averaged")
+    embedding_surprise: Literal["vmf", "cosine", "gaussian"] = Field(
+        default="vmf", description="distribution behind embedding surprise (models.surprise.make_surprise)")
+    lm_context_tokens: int = Field(
+        default=128, ge=0, description="LM surprise: tokens of the session's earlier events an event is read after")
+    lm_reduce: Literal["mean", "sum", "max"] = Field(
+        default="mean", description="LM surprise of an event from its tokens' NLLs")
+    blend_weight: float = Field(default=0.5, ge=0.0, le=1.0, description="blend: weight of the LM signal")
     half_life: float | None = Field(
         default=None, gt=0, description="recency half-life (events) of a context's distribution; None = flat")
     context: Literal["episode", "recent"] = Field(
@@ -97,6 +110,10 @@ class SegmentationConfig(BaseModel):
             if self.graph_context > min(self.min_len + self.peak_wait, self.max_len) + self.ahead:
                 raise ValueError("graph_context must not exceed min(min_len + peak_wait, max_len) + ahead")
         return self
+
+    @property
+    def uses_lm(self) -> bool:
+        return self.surprise != "embedding"
 
     @property
     def refine_lag(self) -> int:
@@ -158,6 +175,10 @@ class SessionState:
     texts: list[str] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
     history: list[float] = field(default_factory=list)
+    lm: list[float] = field(default_factory=list)  # LM surprise per buffered event (LM configs only)
+    lm_context: list[int] = field(default_factory=list)  # the session's latest token ids (LM configs only)
+    lm_history: list[float] = field(default_factory=list)  # blend: previous LM surprises
+    emb_history: list[float] = field(default_factory=list)  # blend: previous embedding scores
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
     def __len__(self) -> int:
@@ -180,6 +201,10 @@ class SessionState:
             "texts": self.texts,
             "scores": [None if s != s else s for s in self.scores],  # NaN (not scored) as null
             "history": self.history,
+            "lm": [None if s != s else s for s in self.lm],
+            "lm_context": self.lm_context,
+            "lm_history": self.lm_history,
+            "emb_history": self.emb_history,
         }
 
     def _vector_bytes(self) -> bytes:
@@ -216,6 +241,10 @@ class SessionState:
             texts=list(data["texts"]),
             scores=[math.nan if s is None else float(s) for s in data["scores"]],
             history=[float(h) for h in data["history"]],
+            lm=[math.nan if s is None else float(s) for s in data.get("lm", [])],
+            lm_context=[int(t) for t in data.get("lm_context", [])],
+            lm_history=[float(h) for h in data.get("lm_history", [])],
+            emb_history=[float(h) for h in data.get("emb_history", [])],
             vectors=raw.reshape(len(data["ids"]), dim) if dim else np.zeros((0, 0), np.float32),
         )
 
@@ -236,15 +265,48 @@ class SessionState:
 class Segmenter:
     """Stateless worker over `SessionState`s: the same instance serves every session."""
 
-    def __init__(self, config: SegmentationConfig | None = None, surprise: SurpriseModel | None = None):
+    def __init__(
+        self,
+        config: SegmentationConfig | None = None,
+        surprise: SurpriseModel | None = None,
+        lm: TokenScorer | None = None,
+    ):
+        """``surprise`` replaces the embedding surprise model; ``lm`` is the language model that LM and
+        blend configs need unless every push brings its ``lm_surprise``."""
         self.config = config or SegmentationConfig()
-        self.surprise = surprise or make_surprise(self.config.surprise, self.config.half_life)
+        self.surprise = surprise or make_surprise(self.config.embedding_surprise, self.config.half_life)
+        self.lm = None if lm is None else LanguageModelSurprise(
+            lm, context_tokens=self.config.lm_context_tokens, reduce=self.config.lm_reduce)
 
     # -- public ----------------------------------------------------------------------------------
+    def lm_surprises(self, items: Sequence[tuple[SessionState, str]]) -> list[float]:
+        """LM surprise of each (session state, text), in order, in one model run: each text is read after
+        its state's LM context and the texts of the same state earlier in ``items``. Advances each state's
+        context; pass the results to `push` as ``lm_surprise`` in the same order."""
+        if self.lm is None:
+            raise ValueError(f"surprise={self.config.surprise!r} needs a language model (Segmenter(lm=...))")
+        contexts: dict[int, tuple[SessionState, list[int]]] = {}
+        requests: list[tuple[list[int], list[int]]] = []
+        for state, text in items:
+            context = contexts[id(state)][1] if id(state) in contexts else state.lm_context
+            tokens = self.lm.tokens(text)
+            requests.append((context, tokens))
+            contexts[id(state)] = (state, self.lm.extend(context, tokens))
+        scores = self.lm.score_tokens(requests)
+        for state, context in contexts.values():
+            state.lm_context = context
+        return [float(s) for s in scores]
+
     def push(
-        self, state: SessionState, event_id: str, ts: float, vector: np.ndarray, text: str = ""
+        self, state: SessionState, event_id: str, ts: float, vector: np.ndarray, text: str = "",
+        *, lm_surprise: float | None = None,
     ) -> list[EpisodeChange]:
-        """Add one event; returns the episodes opened and sealed because of it, in order."""
+        """Add one event; returns the episodes opened and sealed because of it, in order.
+
+        LM and blend configs: ``lm_surprise`` from `lm_surprises` (batched), or computed here when omitted.
+        """
+        if self.config.uses_lm and lm_surprise is None:
+            lm_surprise = self.lm_surprises([(state, text)])[0]
         v = np.asarray(vector, dtype=np.float32).reshape(-1)
         norm = float(np.linalg.norm(v))
         if norm > 0.0:
@@ -261,6 +323,8 @@ class Segmenter:
         if self.surprise.needs_text:
             state.texts.append(text)
         state.scores.append(math.nan)
+        if self.config.uses_lm:
+            state.lm.append(math.nan if lm_surprise is None else float(lm_surprise))
         state.vectors = np.concatenate([state.vectors, v[None, :]])
         state.seen += 1
         if opening:
@@ -306,11 +370,18 @@ class Segmenter:
         ctx_from = max(floor, d - cfg.max_context)
         if d <= ctx_from:  # no context to be surprising against (an episode's or session's first event)
             return []
-        score = self._score(state, ctx_from, d, min(d + cfg.ahead, state.seen))
+        if cfg.surprise == "lm":
+            score = state.lm[d - state.base]
+        else:
+            score = self._score(state, ctx_from, d, min(d + cfg.ahead, state.seen))
+            if cfg.surprise == "blend":
+                score = self._blend(state, score, state.lm[d - state.base])
         length = d - state.cur_start
-        surprising = length >= cfg.min_len and exceeds(score, state.history, cfg.gamma, cfg.warmup)
-        state.history.append(score)
-        del state.history[: -cfg.window]
+        scored = not math.isnan(score)  # an LM event without tokens says nothing
+        surprising = scored and length >= cfg.min_len and exceeds(score, state.history, cfg.gamma, cfg.warmup)
+        if scored:
+            state.history.append(score)
+            del state.history[: -cfg.window]
         state.scores[d - state.base] = score
         if state.armed is not None and score > state.scores[state.armed - state.base]:
             state.armed = d  # a higher peak of the same surprise
@@ -363,6 +434,14 @@ class Segmenter:
             score += float(np.mean(under_ahead[m:]) - np.mean(under_back[m:]))
         return score
 
+    def _blend(self, state: SessionState, embedding: float, lm: float) -> float:
+        """Both signals standardised against their own previous ``window`` values, then averaged."""
+        w = self.config.blend_weight
+        z_embedding = _standardise(embedding, state.emb_history, self.config.window)
+        if math.isnan(lm):
+            return z_embedding
+        return (1.0 - w) * z_embedding + w * _standardise(lm, state.lm_history, self.config.window)
+
     def _refine(self, state: SessionState) -> list[EpisodeChange]:
         cfg = self.config
         b = state.pending
@@ -414,9 +493,23 @@ class Segmenter:
         del state.ids[:n], state.ts[:n], state.scores[:n]
         if state.texts:
             del state.texts[:n]
+        if state.lm:
+            del state.lm[:n]
         state.vectors = state.vectors[n:].copy()
         state.base = index
 
     def _opened(self, state: SessionState, start: int) -> EpisodeChange:
         i = start - state.base
         return EpisodeChange("opened", state.episode_index, state.ids[i:], state.ts[i], state.ts[-1])
+
+
+def _standardise(value: float, history: list[float], window: int) -> float:
+    """(value − mean)/std of ``history`` (0 before two values or with no spread); appends value to it."""
+    z = 0.0
+    if len(history) >= 2:
+        std = float(np.std(history))
+        if std > 0:
+            z = (value - float(np.mean(history))) / std
+    history.append(value)
+    del history[:-window]
+    return z

@@ -10,6 +10,11 @@ unit vectors are modelled on the sphere by a von Mises–Fisher distribution who
 recency-weighted resultant of the context and whose concentration κ is estimated from that resultant
 (Banerjee et al. 2005) and shrunk towards a prior κ₀, so that one or two context events do not give an
 infinitely peaked distribution. `DiagonalGaussianSurprise` is the Euclidean alternative.
+
+`LanguageModelSurprise` is EM-LLM's own signal: the mean (or sum, or max) −log P(token | context) of an
+event's text under a causal language model, the context being the last ``context_tokens`` tokens of the
+session's earlier events. It works on token ids from any `TokenScorer` (`models.language_model`), so this
+module stays free of ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -30,6 +35,9 @@ __all__ = [
     "log_bessel_iv",
     "vmf_log_normaliser",
     "make_surprise",
+    "TokenScorer",
+    "LanguageModelSurprise",
+    "reduce_nll",
 ]
 
 
@@ -223,3 +231,88 @@ def make_surprise(kind: str, half_life: float | None = 8.0) -> SurpriseModel:
     if kind == "gaussian":
         return DiagonalGaussianSurprise(half_life=half_life)
     raise ValueError(f"unknown surprise kind {kind!r} (vmf, cosine or gaussian)")
+
+
+# -- token-level surprise from a causal language model --------------------------------------------
+Reduce = Literal["mean", "sum", "max"]
+
+
+class TokenScorer(Protocol):
+    """A causal LM seen as a tokenizer plus per-token NLLs (`models.language_model.LanguageModel`)."""
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of ``text``, no special tokens."""
+        ...
+
+    def nll(self, requests: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[np.ndarray]:
+        """For each (context ids, text ids): −log P(text token | context, earlier text tokens), per text token."""
+        ...
+
+
+def reduce_nll(token_nll: np.ndarray, how: Reduce = "mean") -> float:
+    """One event's surprise from its tokens' NLLs; NaN for an event without tokens (no evidence either way)."""
+    if token_nll.size == 0:
+        return math.nan
+    if how == "mean":
+        return float(np.mean(token_nll))
+    if how == "sum":
+        return float(np.sum(token_nll))
+    if how == "max":
+        return float(np.max(token_nll))
+    raise ValueError(f"unknown reduction {how!r} (mean, sum or max)")
+
+
+@dataclass(frozen=True)
+class LanguageModelSurprise:
+    """Surprise of an event's text under a causal LM given the last ``context_tokens`` tokens before it.
+
+    A session's context is the token ids of its earlier events' texts, each followed by ``separator``
+    (a newline), truncated to the latest ``context_tokens`` ids (`extend`). `score_tokens` scores many
+    (context, text) pairs in one model run, whatever session each comes from.
+    """
+
+    model: TokenScorer
+    context_tokens: int = 128
+    reduce: Reduce = "mean"
+    separator: str = "\n"
+    name: str = "lm"
+    needs_text: bool = True
+
+    def __post_init__(self) -> None:
+        if self.context_tokens < 0:
+            raise ValueError("context_tokens must be ≥ 0")
+        if self.reduce not in ("mean", "sum", "max"):
+            raise ValueError(f"unknown reduction {self.reduce!r} (mean, sum or max)")
+
+    def tokens(self, text: str) -> list[int]:
+        return self.model.tokenize(text)
+
+    def extend(self, context: Sequence[int], tokens: Sequence[int]) -> list[int]:
+        """The context after an event with ``tokens``: its ids and the separator appended, the oldest dropped."""
+        if self.context_tokens == 0:
+            return []
+        joined = [*context, *tokens, *self._separator_ids()]
+        return joined[-self.context_tokens :]
+
+    def context_of(self, texts: Sequence[str]) -> list[int]:
+        """The context after events with ``texts``, oldest first."""
+        context: list[int] = []
+        for text in texts:
+            context = self.extend(context, self.tokens(text))
+        return context
+
+    def score_tokens(self, requests: Sequence[tuple[Sequence[int], Sequence[int]]]) -> np.ndarray:
+        """Surprise of each (context ids, text ids) pair, all in one model call. Contexts longer than
+        ``context_tokens`` are cut to their latest ids."""
+        cut = [(list(c)[-self.context_tokens :] if self.context_tokens else [], list(t)) for c, t in requests]
+        if not cut:
+            return np.zeros(0)
+        return np.array([reduce_nll(np.asarray(n, np.float64), self.reduce) for n in self.model.nll(cut)])
+
+    def score(self, vectors: np.ndarray, texts: Sequence[str], context: SurpriseContext) -> np.ndarray:
+        """`SurpriseModel.score`: each text given the context's texts (vectors are not used)."""
+        ids = self.context_of(context.texts)
+        return self.score_tokens([(ids, self.tokens(t)) for t in texts])
+
+    def _separator_ids(self) -> list[int]:
+        return self.model.tokenize(self.separator) if self.separator else []

@@ -14,21 +14,26 @@ def eval_segmentation(
         exists=True, dir_okay=False,
     ),
     json_out: bool = typer.Option(False, "--json", help="print the full result as JSON"),
+    lm: bool = typer.Option(
+        False, "--lm", help="add LM and blend surprise (SmolLM2-135M; ~1 h for the whole dev set on 2 cores, cached)"),
+    streams: int | None = typer.Option(None, "--streams", min=1, help="evaluate the first N streams only"),
 ) -> None:
     """Segment streams with memstream's streaming segmenter and baselines; print F1, Pk and WindowDiff."""
     from bench.eval_segmentation import run
 
-    result = run(input)
+    result = run(input, lm=lm, max_streams=streams)
     if json_out:
         typer.echo(json.dumps(result, indent=2))
         return
     data = result["data"]
     typer.echo(f"{data['streams']} streams, {data['records']} records, {data['gold_boundaries']} gold boundaries "
                f"(F1 tolerance ±{data['tolerance']}; lower Pk/WindowDiff is better)")
-    typer.echo(f"{'method':<22}{'F1':>8}{'Pk':>8}{'WinDiff':>9}{'bounds':>8}")
+    cost = result.get("cost_ms_per_event", {})
+    typer.echo(f"{'method':<22}{'F1':>8}{'Pk':>8}{'WinDiff':>9}{'bounds':>8}{'ms/event':>10}")
     for method in result["f1"]:
+        ms = f"{cost[method]:>10.2f}" if method in cost else f"{'':>10}"
         typer.echo(f"{method:<22}{result['f1'][method]:>8.3f}{result['pk'][method]:>8.3f}"
-                   f"{result['windowdiff'][method]:>9.3f}{result['boundaries'][method]:>8d}")
+                   f"{result['windowdiff'][method]:>9.3f}{result['boundaries'][method]:>8d}{ms}")
 
 
 if __name__ == "__main__":

@@ -46,9 +46,9 @@ CONFIGS = [
     # EM-LLM as published: per-event surprise against the current episode, first crossing
     SegmentationConfig(context="episode", score="surprise", ahead=1, peak_wait=0, half_life=8.0, graph_context=6),
     SegmentationConfig(
-        surprise="gaussian", refine="conductance", score="contrast", ahead=4, graph_context=6, min_len=5
+        embedding_surprise="gaussian", refine="conductance", score="contrast", ahead=4, graph_context=6, min_len=5
     ),
-    SegmentationConfig(surprise="cosine", refine="none", context="episode", ahead=3, max_context=30),
+    SegmentationConfig(embedding_surprise="cosine", refine="none", context="episode", ahead=3, max_context=30),
 ]
 
 
@@ -199,7 +199,7 @@ def test_random_configs_keep_the_contract(seed: int) -> None:
     reach = min(min_len + peak_wait, max_len) + ahead
     radius = int(rng.integers(0, min(3, reach, max_len)))
     config = SegmentationConfig(
-        surprise=str(rng.choice(["vmf", "cosine", "gaussian"])),
+        embedding_surprise=str(rng.choice(["vmf", "cosine", "gaussian"])),
         context=str(rng.choice(["episode", "recent"])),
         score=str(rng.choice(["surprise", "contrast", "symmetric"])),
         max_context=int(rng.integers(1, 12)),
