@@ -95,7 +95,7 @@ def test_lm_surprise_finds_topic_changes(surprise: str) -> None:
     # vectors carry no signal for "lm"; for "blend" they agree with the texts
     rng = np.random.default_rng(1)
     centres = rng.normal(size=(3, 16))
-    vectors = [centres[i // 20] + (0.0 if surprise == "blend" else 9.0) * rng.normal(size=16) for i in range(60)]
+    vectors = [centres[i // 20] + (0.3 if surprise == "blend" else 9.0) * rng.normal(size=16) for i in range(60)]
     seg, state = Segmenter(config, lm=WordScorer()), SessionState()
     changes = [c for i, t in enumerate(texts) for c in seg.push(state, str(i), float(i), vectors[i], t)]
     changes += seg.flush(state)

@@ -74,7 +74,7 @@ def test_episodes_partition_the_stream(config: SegmentationConfig) -> None:
     for c in eps:
         members = x[[int(i[1:]) for i in c.event_ids]].mean(0)
         assert c.centroid is not None and c.centroid.dtype == np.float32
-        np.testing.assert_allclose(c.centroid, members / np.linalg.norm(members), atol=1e-6)
+        np.testing.assert_allclose(c.centroid, members / np.linalg.norm(members), atol=1e-3)  # float16 state
         assert c.start_ts == float(c.event_ids[0][1:]) and c.end_ts == float(c.event_ids[-1][1:])
     opened = [c for c in changes if c.kind == "opened"]
     assert [c.episode_index for c in opened] == list(range(len(eps)))
