@@ -44,6 +44,9 @@ class EmbedderConfig(BaseModel):
     max_length: int = Field(256, ge=2, le=512, description="tokens per text, [CLS] and [SEP] included; longer texts are truncated")
     batch_size: int = Field(64, ge=1, description="texts per inference call; embed() splits longer inputs")
     sort_by_length: bool = Field(True, description="group texts of similar length into a call (less padding); output order is kept")
+    spin_wait: bool = Field(
+        False, description="let onnxruntime's idle threads spin between operators (a little faster alone; in a "
+        "worker it steals CPU from the Kafka and store work running beside it)")
 
 
 def model_path(variant: str) -> Path:
@@ -184,6 +187,8 @@ class Embedder:
         options.intra_op_num_threads = self.config.threads or _available_cpus()
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        if not self.config.spin_wait:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(path), options, providers=providers)
         if self._session.get_modelmeta().custom_metadata_map.get("memstream_builder") != BUILDER_VERSION:
             path = ensure_model(self.variant, force=True)  # a graph from another builder version
