@@ -1,8 +1,11 @@
-"""Per-worker shared resources: the memory store (opened once, on the loop) and the embedder (in a thread)."""
+"""Per-worker shared resources: the memory store (opened once, on the loop), the embedder and the language
+model (each loaded and run in its own thread)."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -15,6 +18,31 @@ from streams.settings import Settings
 if TYPE_CHECKING:
     from agents.store import EdgeStore, ServerStore
     from models.embedder import Embedder
+    from models.language_model import LanguageModel
+    from models.segmenter import Segmenter, SessionState
+
+
+class LazyLanguageModel:
+    """A `models.surprise.TokenScorer` that loads the language model on first use (in the caller's thread)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._model: LanguageModel | None = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> LanguageModel:
+        with self._lock:
+            if self._model is None:
+                from models.language_model import LanguageModel
+
+                self._model = LanguageModel(self._settings.lm)
+            return self._model
+
+    def tokenize(self, text: str) -> list[int]:
+        return self._get().tokenize(text)
+
+    def nll(self, requests):
+        return self._get().nll(requests)
 
 
 class Runtime:
@@ -28,6 +56,8 @@ class Runtime:
         self._store_lock = asyncio.Lock()
         self._embedder: Embedder | None = None
         self._embed_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memstream-embed")
+        self.language_model = LazyLanguageModel(settings)
+        self._lm_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memstream-lm")
 
     async def store(self) -> EdgeStore | ServerStore:
         if self._store is None:
@@ -49,8 +79,13 @@ class Runtime:
         """Embed texts in the embedder's thread (one batch at a time)."""
         return await asyncio.get_running_loop().run_in_executor(self._embed_pool, self._embed_sync, texts)
 
+    async def lm_surprises(self, segmenter: Segmenter, items: Sequence[tuple[SessionState, str]]) -> list[float]:
+        """`Segmenter.lm_surprises` in the language model's thread (one batch of sessions' events at a time)."""
+        return await asyncio.get_running_loop().run_in_executor(self._lm_pool, segmenter.lm_surprises, items)
+
     async def close(self) -> None:
         if self._store is not None:
             await self._store.close()
             self._store = None
         self._embed_pool.shutdown(wait=False)
+        self._lm_pool.shutdown(wait=False)

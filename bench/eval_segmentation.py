@@ -103,8 +103,8 @@ def default_language_model():
     """The pipeline's language model (`models.language_model`, default config) and a tag naming it."""
     from models.language_model import LanguageModel, LanguageModelConfig
 
-    config = LanguageModelConfig()
-    return LanguageModel(config), f"smollm2-135m-{config.variant}"
+    model = LanguageModel(LanguageModelConfig())
+    return model, model.tag
 
 
 def compute_lm_surprises(
@@ -135,15 +135,13 @@ def cached_lm_surprises(
     streams: Sequence[Sequence[str]], config: SegmentationConfig, lm=None, tag: str | None = None
 ) -> list[np.ndarray]:
     """`compute_lm_surprises`, cached under ``cache_dir()/eval`` by the LM tag, context size, reduction
-    and the streams' texts. Without ``lm`` the default language model is loaded on a cache miss."""
+    and the streams' texts. Without ``lm`` the default language model is loaded."""
     from models.assets import cache_dir
 
-    if tag is None and lm is not None:
+    if lm is None:
+        lm, _ = default_language_model()  # loads the graph (seconds), builds it once if missing
+    if tag is None:
         tag = str(getattr(lm, "tag", type(lm).__name__))
-    elif tag is None:
-        from models.language_model import LanguageModelConfig
-
-        tag = f"smollm2-135m-{LanguageModelConfig().variant}"
     key = [tag, str(config.lm_context_tokens), config.lm_reduce, *("\x01".join(t) for t in streams)]
     digest = hashlib.sha256("\x00".join(key).encode()).hexdigest()[:24]
     path = cache_dir() / "eval" / f"lm-surprise-{digest}.npy"
@@ -152,8 +150,6 @@ def cached_lm_surprises(
         flat = np.load(path)
         if flat.shape[0] == sum(lengths):
             return np.split(flat, np.cumsum(lengths)[:-1])
-    if lm is None:
-        lm, _ = default_language_model()
     values = compute_lm_surprises(streams, config, lm)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".part.npy")
@@ -368,7 +364,7 @@ def run(
             start = i
     lm_model, lm_values = None, None
     if lm is not False:
-        lm_model = None if lm is True else lm
+        lm_model = default_language_model()[0] if lm is True else lm
         per_stream = cached_lm_surprises([[r["text"] for r in records[s:e]] for s, e, _ in streams], config, lm_model)
         lm_values = np.concatenate(per_stream) if per_stream else np.zeros(0)
     rng = np.random.default_rng(seed)
@@ -407,8 +403,6 @@ def run(
     }
     out["config"] = config.model_dump()
     if cost_events:
-        if lm is True and lm_model is None:
-            lm_model, _ = default_language_model()
         cost = signal_cost_ms([r["text"] for r in records[:cost_events]], config, lm_model, embed)
         signal = {"memstream": "embedding", "memstream_unrefined": "embedding",
                   "memstream_lm": "lm", "memstream_blend": "blend"}

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from agents.store.base import StoreConfig
 from models.compensation import CompensationConfig
 from models.embedder import EmbedderConfig
+from models.language_model import LanguageModelConfig
 from models.segmenter import SegmentationConfig
 from streams.topics import TopicNames
 
@@ -125,6 +126,7 @@ class Settings(BaseSettings):
     embed: EmbedStageSettings = Field(default_factory=EmbedStageSettings)
     segment: SegmentStageSettings = Field(default_factory=SegmentStageSettings)
     segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
+    lm: LanguageModelConfig = Field(default_factory=LanguageModelConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     compensation: CompensationConfig = Field(default_factory=CompensationConfig)
     errors: ErrorsStageSettings = Field(default_factory=ErrorsStageSettings)
