@@ -8,6 +8,8 @@ from typing import Any
 
 import faust
 from faust.types import TopicT
+from mode.utils.objects import cached_property
+from mode.utils.queues import FlowControlEvent
 
 from streams.settings import Settings, get_settings
 
@@ -26,6 +28,31 @@ class Topics:
     feedback: TopicT
     memory_updates: TopicT
     dead_letters: TopicT
+
+
+class _FlowControl(FlowControlEvent):
+    """Faust's flow control, except that resuming a flow that is already running leaves the queues alone.
+
+    `FlowControlEvent.resume()` empties every stream queue. After a rebalance faust resumes the flow to read
+    the table changelogs; once they are read it un-pauses the stream partitions, seeks them to the committed
+    offsets and calls `resume()` again (faust 0.15.3, `Recovery.on_recovery_completed`). The fetcher is
+    already running by then, so records it delivered after that seek and that still wait in an agent's queue
+    were dropped: never processed, never acked, never fetched again, and the next commit went past them
+    (faust counts the jump in read offsets as a gap, and its head check lets one missing offset through).
+    Emptying the queues belongs to the suspended -> running step only: what was queued while suspended is
+    stale, and those partitions are sought back to their committed offsets anyway.
+    """
+
+    def resume(self) -> None:
+        if self.is_active():
+            return
+        super().resume()
+
+
+class _App(faust.App):
+    @cached_property
+    def flow_control(self) -> FlowControlEvent:
+        return _FlowControl(loop=self.loop)
 
 
 def _credentials(settings: Settings) -> Any:
@@ -67,7 +94,7 @@ def create_app(settings: Settings | None = None, *, stages: tuple[str, ...] | No
     settings = settings or get_settings()
     worker = settings.worker
     worker.state_dir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = _App(
         worker.app_id,
         broker=[f"kafka://{host}" for host in settings.kafka.bootstrap.split(",")],
         broker_credentials=_credentials(settings),
