@@ -1,6 +1,9 @@
 """Stage 3: cut each session's embedded events into episodes (models.segmenter), state in a Faust table.
 
-Every event is forwarded to `episodes` (for the index stage) ahead of the episode changes it causes.
+Events come in batches (``segment.max_batch`` / ``max_wait_s``, several sessions each). Every event is
+forwarded to `episodes` (for the index stage) ahead of the episode changes it causes; each session's state
+is written once per batch, after all of the batch's outputs. With ``segmentation.surprise`` ``lm`` or
+``blend`` the batch's texts are scored by the language model in one run, in the LM's own thread.
 
 Replays are harmless: the ids of each session's latest ``dedupe_window`` applied events are kept in the
 same table value as the session state (written after the stage's outputs), and an event seen again is
@@ -14,8 +17,12 @@ state change happens in order inside the stream).
 from __future__ import annotations
 
 import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import faust
+from faust.streams import _current_event  # Faust's own "current event" context variable (no public setter)
 import numpy as np
 
 from agents.dead_letters import reject
@@ -49,9 +56,22 @@ def _dump(applied: list[str], state: SessionState) -> bytes:
     return "\n".join(applied).encode() + b"\0" + state.to_bytes()
 
 
+@contextmanager
+def _as_current(event: faust.EventT) -> Iterator[None]:
+    """Faust writes a table key to the changelog partition and RocksDB of the task's *current event*, which
+    `take_events()` leaves unset in the agent. Make it ``event`` (the session's latest: same key, same
+    partition) for this task only. Only the context variable is set: ``Stream.current_event`` belongs to
+    the take buffer's filler, which runs beside the agent and reads it for every record it buffers."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
 def register(app: faust.App, topics, runtime: Runtime) -> None:
     settings = runtime.settings
-    segmenter = Segmenter(settings.segmentation)
+    segmenter = Segmenter(settings.segmentation, lm=runtime.language_model)  # the LM loads on first use only
     metrics = runtime.metrics
     app_id = settings.worker.app_id
     sessions = app.Table(
@@ -63,41 +83,65 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
         f"{app_id}-segment-activity", partitions=settings.kafka.partitions,
         key_type=bytes, value_type=bytes,
     )
-    window = settings.segment.dedupe_window
+    stage = settings.segment
+    window = stage.dedupe_window
     empty = np.zeros(0, np.float32)
 
     @app.agent(topics.embedded, name=f"{app_id}.segment")
     async def segment(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            metrics.received(STAGE)
-            try:
-                record, vector = decode_with_vector(event.value, InteractionEvent)
-            except InvalidRecord as exc:
-                await reject(topics, event, f"undecodable embedded record: {exc}", STAGE, metrics)
-                continue
-            key = record.key
-            applied, state = _load(sessions.get(key))
-            if record.event_id in applied:  # a replay (at-least-once): state has it; pass it on, never re-apply it
-                if record.kind not in CONTROL_KINDS:
+        async for events in stream.take_events(stage.max_batch, within=stage.max_wait_s):
+            metrics.received(STAGE, len(events))
+            metrics.batch(STAGE, len(events))
+            sessions_now: dict[bytes, tuple[list[str], SessionState]] = {}  # this batch's sessions, loaded once
+            todo: list[tuple[faust.EventT, InteractionEvent, np.ndarray]] = []
+            for event in events:
+                try:
+                    record, vector = decode_with_vector(event.value, InteractionEvent)
+                except InvalidRecord as exc:
+                    await reject(topics, event, f"undecodable embedded record: {exc}", STAGE, metrics)
+                    continue
+                key = record.key
+                if key not in sessions_now:
+                    sessions_now[key] = _load(sessions.get(key))
+                applied, _ = sessions_now[key]
+                if record.event_id in applied:  # a replay (at-least-once): state has it; pass it on, never re-apply it
+                    if record.kind not in CONTROL_KINDS:
+                        await topics.episodes.send(key=key, value=event.value)
+                    continue
+                applied.append(record.event_id)
+                todo.append((event, record, vector))
+            surprises: list[float | None] = [None] * len(todo)
+            if segmenter.config.uses_lm:  # one language-model run for every session's new events, in its thread
+                lm_rows = [i for i, (_, r, _) in enumerate(todo) if r.kind not in CONTROL_KINDS]
+                scored = await runtime.lm_surprises(
+                    segmenter, [(sessions_now[todo[i][1].key][1], todo[i][1].text) for i in lm_rows])
+                for i, value in zip(lm_rows, scored):
+                    surprises[i] = value
+            for (event, record, vector), surprise in zip(todo, surprises):
+                key = record.key
+                state = sessions_now[key][1]
+                if record.kind in CONTROL_KINDS:
+                    changes = segmenter.flush(state)
+                else:
+                    cursor = state.cursor
+                    changes = segmenter.push(state, record.event_id, record.ts, vector, record.text, lm_surprise=surprise)
+                    metrics.scores(new_scores(state, cursor))
+                    # the event itself goes on to be indexed, before its episode
                     await topics.episodes.send(key=key, value=event.value)
-                continue
-            if record.kind in CONTROL_KINDS:
-                changes = segmenter.flush(state)
-            else:
-                cursor = state.cursor
-                changes = segmenter.push(state, record.event_id, record.ts, vector, record.text)
-                metrics.scores(new_scores(state, cursor))
-            if record.kind not in CONTROL_KINDS:  # the event itself goes on to be indexed, before its episode
-                await topics.episodes.send(key=key, value=event.value)
-                metrics.sent(STAGE)
-            for change in changes:  # delivered before the state moves on: a crash replays, never loses, them
-                centroid = change.centroid if change.centroid is not None else empty
-                frame = encode_with_vector(_episode_record(change, record), centroid)
-                await (await topics.episodes.send(key=key, value=frame))
-                metrics.episode(change.kind, len(change.event_ids))
-            sessions[key] = _dump([*applied[-(window - 1):], record.event_id], state)  # state last
-            open_events = len(state) if record.kind not in CONTROL_KINDS else 0
-            activity[key] = f"{time.time():.3f}|{record.user_id}|{open_events}".encode()
+                    metrics.sent(STAGE)
+                for change in changes:  # delivered before the state moves on: a crash replays, never loses, them
+                    centroid = change.centroid if change.centroid is not None else empty
+                    frame = encode_with_vector(_episode_record(change, record), centroid)
+                    await (await topics.episodes.send(key=key, value=frame))
+                    metrics.episode(change.kind, len(change.event_ids))
+            now = time.time()
+            latest = {record.key: (event, record) for event, record, _ in todo}  # sessions moved on, latest event
+            for key, (event, record) in latest.items():  # state last, once per session and batch
+                applied, state = sessions_now[key]
+                open_events = len(state) if record.kind not in CONTROL_KINDS else 0
+                with _as_current(event):
+                    sessions[key] = _dump(applied[-window:], state)
+                    activity[key] = f"{now:.3f}|{record.user_id}|{open_events}".encode()
 
     @app.timer(interval=settings.segment.idle_check_s)
     async def seal_idle_sessions() -> None:

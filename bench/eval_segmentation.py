@@ -131,20 +131,33 @@ def compute_lm_surprises(
     return out
 
 
+def lm_cache_path(streams: Sequence[Sequence[str]], config: SegmentationConfig, tag: str) -> Path:
+    """Where `cached_lm_surprises` keeps the surprises of ``streams`` under the LM named ``tag`` (a flat
+    float64 .npy, stream after stream; `bench.lm_cuda --surprises` writes the same on a GPU machine)."""
+    from models.assets import cache_dir
+
+    key = [tag, str(config.lm_context_tokens), config.lm_reduce, *("\x01".join(t) for t in streams)]
+    digest = hashlib.sha256("\x00".join(key).encode()).hexdigest()[:24]
+    return cache_dir() / "eval" / f"lm-surprise-{digest}.npy"
+
+
 def cached_lm_surprises(
     streams: Sequence[Sequence[str]], config: SegmentationConfig, lm=None, tag: str | None = None
 ) -> list[np.ndarray]:
     """`compute_lm_surprises`, cached under ``cache_dir()/eval`` by the LM tag, context size, reduction
     and the streams' texts. Without ``lm`` the default language model is loaded."""
-    from models.assets import cache_dir
-
+    if config.lm_score == "pmi":  # the same as the segmenter's one-call contrast, from two cacheable parts
+        if lm is None:
+            lm, _ = default_language_model()
+        nll = config.model_copy(update={"lm_score": "nll"})
+        with_context = cached_lm_surprises(streams, nll, lm, tag)
+        alone = cached_lm_surprises(streams, nll.model_copy(update={"lm_context_tokens": 0}), lm, tag)
+        return [a - b for a, b in zip(with_context, alone)]
     if lm is None:
         lm, _ = default_language_model()  # loads the graph (seconds), builds it once if missing
     if tag is None:
         tag = str(getattr(lm, "tag", type(lm).__name__))
-    key = [tag, str(config.lm_context_tokens), config.lm_reduce, *("\x01".join(t) for t in streams)]
-    digest = hashlib.sha256("\x00".join(key).encode()).hexdigest()[:24]
-    path = cache_dir() / "eval" / f"lm-surprise-{digest}.npy"
+    path = lm_cache_path(streams, config, tag)
     lengths = [len(t) for t in streams]
     if path.exists():
         flat = np.load(path)

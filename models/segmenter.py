@@ -75,6 +75,12 @@ class SegmentationConfig(BaseModel):
         default=128, ge=0, description="LM surprise: tokens of the session's earlier events an event is read after")
     lm_reduce: Literal["mean", "sum", "max"] = Field(
         default="mean", description="LM surprise of an event from its tokens' NLLs")
+    lm_score: Literal["nll", "pmi"] = Field(
+        default="nll", description="nll: the text's NLL given the context (EM-LLM); pmi: minus its NLL without "
+        "context, so text that is hard in itself is not taken for a change of topic")
+    lm_window: int = Field(
+        default=1, ge=1, description="LM surprise of an event: mean over it and the next lm_window − 1 events "
+        "(at most ahead; a change of topic keeps surprising for a few events, one odd sentence does not)")
     blend_weight: float = Field(default=0.5, ge=0.0, le=1.0, description="blend: weight of the LM signal")
     half_life: float | None = Field(
         default=None, gt=0, description="recency half-life (events) of a context's distribution; None = flat")
@@ -104,6 +110,8 @@ class SegmentationConfig(BaseModel):
     def _check(self) -> SegmentationConfig:
         if self.min_len > self.max_len:
             raise ValueError("min_len must not exceed max_len")
+        if self.lm_window > self.ahead:
+            raise ValueError("lm_window must not exceed ahead (the events a decision waits for)")
         if self.refine != "none":
             if self.graph_context <= self.radius:
                 raise ValueError("graph_context must exceed radius")
@@ -280,7 +288,8 @@ class Segmenter:
         self.config = config or SegmentationConfig()
         self.surprise = surprise or make_surprise(self.config.embedding_surprise, self.config.half_life)
         self.lm = None if lm is None else LanguageModelSurprise(
-            lm, context_tokens=self.config.lm_context_tokens, reduce=self.config.lm_reduce)
+            lm, context_tokens=self.config.lm_context_tokens, reduce=self.config.lm_reduce,
+            contrast=self.config.lm_score == "pmi")
 
     # -- public ----------------------------------------------------------------------------------
     def lm_surprises(self, items: Sequence[tuple[SessionState, str]]) -> list[float]:
@@ -376,11 +385,11 @@ class Segmenter:
         if d <= ctx_from:  # no context to be surprising against (an episode's or session's first event)
             return []
         if cfg.surprise == "lm":
-            score = state.lm[d - state.base]
+            score = self._lm_score(state, d)
         else:
             score = self._score(state, ctx_from, d, min(d + cfg.ahead, state.seen))
             if cfg.surprise == "blend":
-                score = self._blend(state, score, state.lm[d - state.base])
+                score = self._blend(state, score, self._lm_score(state, d))
         length = d - state.cur_start
         scored = not math.isnan(score)  # an LM event without tokens says nothing
         surprising = scored and length >= cfg.min_len and exceeds(score, state.history, cfg.gamma, cfg.warmup)
@@ -438,6 +447,12 @@ class Segmenter:
         if self.config.score == "symmetric":
             score += float(np.mean(under_ahead[m:]) - np.mean(under_back[m:]))
         return score
+
+    def _lm_score(self, state: SessionState, d: int) -> float:
+        """Mean LM surprise of events [d, d + lm_window) that have arrived (NaN: none has tokens)."""
+        window = np.asarray(state.lm[d - state.base : min(d + self.config.lm_window, state.seen) - state.base])
+        window = window[~np.isnan(window)]
+        return float(window.mean()) if window.size else math.nan
 
     def _blend(self, state: SessionState, embedding: float, lm: float) -> float:
         """Both signals standardised against their own previous ``window`` values, then averaged."""

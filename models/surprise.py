@@ -269,11 +269,16 @@ class LanguageModelSurprise:
     A session's context is the token ids of its earlier events' texts, each followed by ``separator``
     (a newline), truncated to the latest ``context_tokens`` ids (`extend`). `score_tokens` scores many
     (context, text) pairs in one model run, whatever session each comes from.
+
+    ``contrast=True`` subtracts the text's surprise without any context (pointwise mutual information with
+    the context, negated): a sentence that is hard in itself (names, numbers) is not surprising *given*
+    the session unless the session fails to help predict it. It adds one short, text-only sequence per event.
     """
 
     model: TokenScorer
     context_tokens: int = 128
     reduce: Reduce = "mean"
+    contrast: bool = False
     separator: str = "\n"
     name: str = "lm"
     needs_text: bool = True
@@ -307,7 +312,10 @@ class LanguageModelSurprise:
         cut = [(list(c)[-self.context_tokens :] if self.context_tokens else [], list(t)) for c, t in requests]
         if not cut:
             return np.zeros(0)
-        return np.array([reduce_nll(np.asarray(n, np.float64), self.reduce) for n in self.model.nll(cut)])
+        alone = [([], t) for _, t in cut] if self.contrast else []
+        nlls = [reduce_nll(np.asarray(n, np.float64), self.reduce) for n in self.model.nll([*cut, *alone])]
+        scores = np.array(nlls[: len(cut)])
+        return scores - np.array(nlls[len(cut) :]) if self.contrast else scores
 
     def score(self, vectors: np.ndarray, texts: Sequence[str], context: SurpriseContext) -> np.ndarray:
         """`SurpriseModel.score`: each text given the context's texts (vectors are not used)."""

@@ -94,7 +94,13 @@ class EmbedStageSettings(BaseModel):
 
 
 class SegmentStageSettings(BaseModel):
-    """When an idle session's open episode is sealed without an explicit `session_end` event."""
+    """How the segment agent batches, and when an idle session's open episode is sealed without an explicit
+    `session_end` event."""
+
+    max_batch: int = Field(
+        64, ge=1, le=4096, description="Events segmented per batch at most: each session's state is written once "
+        "per batch, and LM surprise scores the whole batch in one model run")
+    max_wait_s: float = Field(0.01, gt=0, le=10, description="A partial batch is segmented after this wait")
 
     idle_seal_s: float = Field(30.0, gt=0, description="Seal a session's episodes after this many idle seconds")
     idle_check_s: float = Field(5.0, gt=0, description="How often the worker looks for idle sessions")

@@ -16,12 +16,20 @@ def eval_segmentation(
     json_out: bool = typer.Option(False, "--json", help="print the full result as JSON"),
     lm: bool = typer.Option(
         False, "--lm", help="add LM and blend surprise (SmolLM2-135M; ~1 h for the whole dev set on 2 cores, cached)"),
+    lm_variant: str = typer.Option(
+        "auto", "--lm-variant", help="with --lm: the LM variant (auto, fp32, q8); fp32 reuses surprises computed on a GPU "
+        "by bench.lm_cuda"),
     streams: int | None = typer.Option(None, "--streams", min=1, help="evaluate the first N streams only"),
 ) -> None:
     """Segment streams with memstream's streaming segmenter and baselines; print F1, Pk and WindowDiff."""
     from bench.eval_segmentation import run
 
-    result = run(input, lm=lm, max_streams=streams)
+    model = False
+    if lm:
+        from models.language_model import LanguageModel, LanguageModelConfig
+
+        model = LanguageModel(LanguageModelConfig(variant=lm_variant))
+    result = run(input, lm=model, max_streams=streams)
     if json_out:
         typer.echo(json.dumps(result, indent=2))
         return
