@@ -78,6 +78,9 @@ def main() -> None:
     parser.add_argument("--batches", default="1,16,64")
     parser.add_argument("--cpu-batches", default="1,16")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--more-contexts", default="", help="with --surprises: also these context sizes (comma-separated), "
+                        "saved beside PATH as <stem>_c<C>.npy")
+    parser.add_argument("--no-speed", action="store_true", help="skip the throughput measurement")
     args = parser.parse_args()
     if args.export:
         export(args.export)
@@ -97,6 +100,8 @@ def main() -> None:
     }
     report["providers"] = {name: lm.provider for name, lm in engines.items()}
     report["cpu_threads"] = engines["cpu"].threads
+    if args.no_speed:
+        args.events, args.batches, args.cpu_batches = 64, "64", "16"
     events = requests(engines["cuda"], streams, args.events, args.context)
     total = sum(1 + len(c) + len(t) for c, t in events)
     report["events"], report["tokens"] = len(events), total
@@ -115,13 +120,18 @@ def main() -> None:
         from bench.eval_segmentation import compute_lm_surprises
         from models.segmenter import SegmentationConfig
 
-        config = SegmentationConfig(lm_context_tokens=args.context)
-        started = time.perf_counter()
-        values = compute_lm_surprises(streams, config, engines["cuda"], batch=64)
-        seconds = time.perf_counter() - started
-        np.save(args.surprises, np.concatenate(values))
-        report["dev_set"] = {"events": int(sum(len(v) for v in values)), "seconds": round(seconds, 1),
-                             "events_per_s": round(sum(len(v) for v in values) / seconds, 1), "tag": engines["cuda"].tag}
+        report["dev_set"] = {"tag": engines["cuda"].tag}
+        more = [int(c) for c in args.more_contexts.split(",") if c.strip()]
+        for context in [args.context, *more]:
+            config = SegmentationConfig(lm_context_tokens=context)
+            started = time.perf_counter()
+            values = compute_lm_surprises(streams, config, engines["cuda"], batch=64)
+            seconds = time.perf_counter() - started
+            path = args.surprises if context == args.context else args.surprises.with_name(
+                f"{args.surprises.stem}_c{context}.npy")
+            np.save(path, np.concatenate(values))
+            report["dev_set"][f"c{context}"] = {"events": int(sum(len(v) for v in values)), "seconds": round(seconds, 1),
+                                                "events_per_s": round(sum(len(v) for v in values) / seconds, 1)}
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

@@ -76,12 +76,13 @@ class SegmentationConfig(BaseModel):
     lm_reduce: Literal["mean", "sum", "max"] = Field(
         default="mean", description="LM surprise of an event from its tokens' NLLs")
     lm_score: Literal["nll", "pmi"] = Field(
-        default="nll", description="nll: the text's NLL given the context (EM-LLM); pmi: minus its NLL without "
+        default="pmi", description="nll: the text's NLL given the context (EM-LLM); pmi: minus its NLL without "
         "context, so text that is hard in itself is not taken for a change of topic")
     lm_window: int = Field(
-        default=1, ge=1, description="LM surprise of an event: mean over it and the next lm_window − 1 events "
-        "(at most ahead; a change of topic keeps surprising for a few events, one odd sentence does not)")
-    blend_weight: float = Field(default=0.5, ge=0.0, le=1.0, description="blend: weight of the LM signal")
+        default=4, ge=1, description="LM surprise of an event: mean over it and the next lm_window − 1 events "
+        "(capped at ahead, the events a decision waits for; a change of topic keeps surprising for a few events, "
+        "one odd sentence does not)")
+    blend_weight: float = Field(default=0.25, ge=0.0, le=1.0, description="blend: weight of the LM signal")
     half_life: float | None = Field(
         default=None, gt=0, description="recency half-life (events) of a context's distribution; None = flat")
     context: Literal["episode", "recent"] = Field(
@@ -110,8 +111,6 @@ class SegmentationConfig(BaseModel):
     def _check(self) -> SegmentationConfig:
         if self.min_len > self.max_len:
             raise ValueError("min_len must not exceed max_len")
-        if self.lm_window > self.ahead:
-            raise ValueError("lm_window must not exceed ahead (the events a decision waits for)")
         if self.refine != "none":
             if self.graph_context <= self.radius:
                 raise ValueError("graph_context must exceed radius")
@@ -450,7 +449,8 @@ class Segmenter:
 
     def _lm_score(self, state: SessionState, d: int) -> float:
         """Mean LM surprise of events [d, d + lm_window) that have arrived (NaN: none has tokens)."""
-        window = np.asarray(state.lm[d - state.base : min(d + self.config.lm_window, state.seen) - state.base])
+        end = min(d + min(self.config.lm_window, self.config.ahead), state.seen)
+        window = np.asarray(state.lm[d - state.base : end - state.base])
         window = window[~np.isnan(window)]
         return float(window.mean()) if window.size else math.nan
 
