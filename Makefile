@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[eval,dev]"
-	$(BIN)/memstream models build
+	$(BIN)/memstream models build --lm
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -132,3 +132,28 @@ async def test_three_topics_segment_at_the_changes_and_survive_a_restart(kafka_b
     finally:
         ns.stop_workers()
         print(ns.logs()[-4000:])
+
+
+async def test_blend_surprise_segments_with_the_language_model(kafka_bootstrap, tmp_path):
+    """surprise=blend: the segment stage runs the ONNX language model on each batch of events in its own
+    thread, alongside the embedding surprise; the session is still cut into ordered, complete episodes."""
+    ns = Namespace(kafka_bootstrap, tmp_path)
+    await ns.create_topics()
+    events = session_events("acme", "lm1")
+    seen: list[MemoryUpdate] = []
+    try:
+        async with subscribe(session_id="lm1", kafka=ns.kafka) as updates:
+            worker = ns.start_worker("lm", loglevel="info", MEMSTREAM_SEGMENTATION__SURPRISE="blend",
+                                     MEMSTREAM_STORE__PATH=str(tmp_path / "store"))
+            async with Publisher(ns.kafka) as pub:
+                await pub.publish_many([*events, end_event(events[-1])])
+            all_ids = {e.event_id for e in events}
+            await wait_for(updates, seen, lambda s: {i for ids in sealed(s).values() for i in ids} >= all_ids,
+                           240, [worker])
+        episodes = sealed(seen)
+        assert sorted(episodes) == list(range(len(episodes)))
+        assert [i for idx in sorted(episodes) for i in episodes[idx]] == [e.event_id for e in events]
+        assert len(episodes) >= 2, episodes  # three topics: the session is not one episode
+        assert "language model smollm2-135m" in ns.logs(), "the LM was not loaded"
+    finally:
+        ns.stop_workers()
