@@ -47,6 +47,8 @@ def worker(
 def _quiet_worker_class():
     from faust.worker import Worker
 
+    from streams.logs import install_repeat_filter
+
     class QuietWorker(Worker):
         """Faust's worker without its terminal spinner: the spinner sets the root logger to DEBUG, so every
         debug call in aiokafka/faust built a log record (≈2 % of a busy worker's CPU) only to drop it."""
@@ -54,6 +56,7 @@ def _quiet_worker_class():
         def on_setup_root_logger(self, logger, level: int) -> None:
             self.spinner = None
             super().on_setup_root_logger(logger, level)
+            install_repeat_filter(logger)  # e.g. one line per 10 s, not thousands, while a broker is down
 
     return QuietWorker
 

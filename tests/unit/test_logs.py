@@ -1,0 +1,25 @@
+"""Repeated log records are shown once per window, with a count."""
+
+from __future__ import annotations
+
+import logging
+
+from streams.logs import RepeatFilter
+
+
+def record(msg: str, name: str = "aiokafka", level: int = logging.ERROR, args=()) -> logging.LogRecord:
+    return logging.LogRecord(name, level, __file__, 1, msg, args, None)
+
+
+def test_a_burst_is_shown_once_then_counted() -> None:
+    now = [0.0]
+    f = RepeatFilter(window_s=10.0, clock=lambda: now[0])
+    template = "Unable connect to node with id %s: %s"
+    shown = [f.filter(record(template, args=(1, f"attempt {i}"))) for i in range(1000)]
+    assert shown.count(True) == 1 and shown[0]
+    assert f.filter(record("another message"))  # other templates are not affected
+    assert f.filter(record(template, name="faust"))  # nor the same text from another logger
+    now[0] = 10.5
+    again = record(template, args=(1, "x"))
+    assert f.filter(again) and "999 similar suppressed" in again.getMessage()
+    assert not f.filter(record(template, args=(1, "y")))
