@@ -124,7 +124,8 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
                     changes = segmenter.flush(state)
                 else:
                     cursor = state.cursor
-                    changes = segmenter.push(state, record.event_id, record.ts, vector, record.text, lm_surprise=surprise)
+                    changes = segmenter.push(
+                        state, record.event_id, record.ts, vector, record.text, lm_surprise=surprise)
                     metrics.scores(new_scores(state, cursor))
                     # the event itself goes on to be indexed, before its episode
                     await topics.episodes.send(key=key, value=event.value)
