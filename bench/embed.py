@@ -30,6 +30,7 @@ import numpy as np
 import typer
 
 from bench.corpus import wiki_sentences
+from models.onnx_cache import available_cpus
 
 QUALITY_BATCH = 32
 Encode = Callable[[list[str]], np.ndarray]
@@ -44,13 +45,6 @@ def top_k_agreement(reference: np.ndarray, other: np.ndarray, k: int = 10) -> fl
 
     a, b = neighbours(reference), neighbours(other)
     return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a.tolist(), b.tolist())]))
-
-
-def _available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def _anchor(threads: int) -> tuple[Encode | None, str]:
@@ -103,7 +97,7 @@ def run(
     from rich.console import Console
     from rich.progress import Progress
 
-    threads = threads or _available_cpus()
+    threads = threads or available_cpus()
     sentences = wiki_sentences(n)
     batch_sizes = sorted(set(batch_sizes) | {QUALITY_BATCH})
     engines: dict[str, tuple[Encode, str]] = {}
@@ -185,7 +179,7 @@ def run(
         "repeats": repeats,
         "threads": threads,
         "engines": {name: about for name, (_, about) in engines.items()},
-        "machine": {"cpus": _available_cpus(), "processor": platform.processor() or platform.machine(),
+        "machine": {"cpus": available_cpus(), "processor": platform.processor() or platform.machine(),
                     "python": platform.python_version(), "onnxruntime": onnxruntime.__version__},
         "notes": notes,
     }

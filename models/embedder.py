@@ -12,18 +12,17 @@ what sentence-transformers returns: a fixed unit vector, never a zero vector or 
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Literal, Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from models.assets import MINILM, asset_path, cache_dir, sha256_file
+from models.assets import MINILM, asset_path, cache_dir
+from models.onnx_cache import available_cpus, choose_providers, ensure_built, is_current, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -54,37 +53,8 @@ def model_path(variant: str) -> Path:
     return cache_dir() / "models" / f"{MODEL_NAME}-{variant}.onnx"
 
 
-def _checksum_path(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
-
-
 def _is_current(path: Path) -> bool:
-    """The graph exists, its checksum matches, and it was written by this builder version."""
-    check = _checksum_path(path)
-    if not path.exists() or not check.exists():
-        return False
-    fields = check.read_text().split()
-    return len(fields) >= 3 and fields[0] == sha256_file(path) and fields[2] == f"builder={BUILDER_VERSION}"
-
-
-@contextmanager
-def _build_lock() -> Iterator[None]:
-    """One builder at a time across processes (workers starting together build once)."""
-    lock_path = cache_dir() / "models" / ".build.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    _checksum_path(path).write_text(f"{sha256_file(path)}  {path.name}  builder={BUILDER_VERSION}\n")
+    return is_current(path, BUILDER_VERSION)
 
 
 def _build(variant: str) -> None:
@@ -97,7 +67,7 @@ def _build(variant: str) -> None:
         asset_path(MINILM, "model.safetensors")
         model_dir = asset_path(MINILM, "config.json").parent
         model = build_from_dir(model_dir, metadata={"memstream_builder": BUILDER_VERSION, "source": MINILM.spec})
-        _write_atomically(target, model.SerializeToString())
+        write_atomically(target, model.SerializeToString(), BUILDER_VERSION)
     elif variant == "int8":
         from models.quantize import quantize_embedder
 
@@ -107,7 +77,7 @@ def _build(variant: str) -> None:
             return _encode(tokenizer, list(texts))
 
         source = ensure_model("fp32")
-        _write_atomically(target, quantize_embedder(source, tokenize))
+        write_atomically(target, quantize_embedder(source, tokenize), BUILDER_VERSION)
     else:
         raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
     log.info("built %s in %.1f s", target, time.perf_counter() - started)
@@ -118,40 +88,13 @@ def ensure_model(variant: str = "fp32", *, force: bool = False) -> Path:
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
     path = model_path(variant)
-    if not force and _is_current(path):
-        return path
-    with _build_lock():
-        if force or not _is_current(path):
-            log.info("building the %s %s embedding graph into %s (once; takes a few seconds) …", MODEL_NAME, variant, path)
-            _build(variant)
-    return path
+    return ensure_built(path, lambda: _is_current(path), lambda: _build(variant),
+                        f"the {MODEL_NAME} {variant} embedding graph", force=force)
 
 
 def build_models(variants: Sequence[str] = VARIANTS, *, force: bool = False) -> dict[str, Path]:
     """Build (or verify) the graphs of ``variants``; returns their paths."""
     return {variant: ensure_model(variant, force=force) for variant in variants}
-
-
-def _available_cpus() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def _choose_providers(requested: str) -> list[str]:
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    if requested == "cpu":
-        return ["CPUExecutionProvider"]
-    if "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    if requested == "cuda":
-        log.warning("provider 'cuda' requested but onnxruntime has no CUDAExecutionProvider (CUDA absent); using CPU")
-    else:
-        log.info("CUDA absent (onnxruntime providers: %s); using CPU", ", ".join(available))
-    return ["CPUExecutionProvider"]
 
 
 def _load_tokenizer(max_length: int):
@@ -181,10 +124,10 @@ class Embedder:
         self.config = config or EmbedderConfig()
         self.variant: str = self.config.variant
         path = ensure_model(self.variant)
-        providers = _choose_providers(self.config.provider)
+        providers = choose_providers(self.config.provider)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = self.config.threads or _available_cpus()
+        options.intra_op_num_threads = self.config.threads or available_cpus()
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         if not self.config.spin_wait:

@@ -25,8 +25,8 @@ from typing import Literal, Sequence
 import numpy as np
 from pydantic import BaseModel, Field
 
-from models.assets import SMOLLM2, asset_path, cache_dir, sha256_file
-from models.embedder import _available_cpus, _build_lock, _checksum_path, _choose_providers
+from models.assets import SMOLLM2, asset_path, cache_dir
+from models.onnx_cache import available_cpus, choose_providers, ensure_built, is_current, write_checksum
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +68,7 @@ def tokenizer_path() -> Path:
 
 
 def _is_current(path: Path) -> bool:
-    check = _checksum_path(path)
-    if not path.exists() or not check.exists() or not tokenizer_path().exists():
-        return False
-    fields = check.read_text().split()
-    return len(fields) >= 3 and fields[0] == sha256_file(path) and fields[2] == f"builder={BUILDER_VERSION}"
+    return tokenizer_path().exists() and is_current(path, BUILDER_VERSION)
 
 
 def _build(variant: str) -> None:
@@ -97,7 +93,7 @@ def _build(variant: str) -> None:
     onnx.save_model(model, str(tmp))
     del model
     tmp.replace(target)
-    _checksum_path(target).write_text(f"{sha256_file(target)}  {target.name}  builder={BUILDER_VERSION}\n")
+    write_checksum(target, BUILDER_VERSION)
     log.info("built %s in %.1f s", target, time.perf_counter() - started)
 
 
@@ -107,13 +103,8 @@ def ensure_lm(variant: str = "q8", *, force: bool = False) -> Path:
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
     path = model_path(variant)
-    if not force and _is_current(path):
-        return path
-    with _build_lock():
-        if force or not _is_current(path):
-            log.info("building the %s %s NLL graph into %s (once; 10–20 s) …", MODEL_NAME, variant, path)
-            _build(variant)
-    return path
+    return ensure_built(path, lambda: _is_current(path), lambda: _build(variant),
+                        f"the {MODEL_NAME} {variant} NLL graph (10–20 s)", force=force)
 
 
 def build_lms(variants: Sequence[str] = VARIANTS, *, force: bool = False) -> dict[str, Path]:
@@ -132,13 +123,13 @@ class LanguageModel:
         from tokenizers import Tokenizer
 
         self.config = config or LanguageModelConfig()
-        providers = _choose_providers(self.config.provider)
+        providers = choose_providers(self.config.provider)
         on_cuda = providers[0] == "CUDAExecutionProvider"
         self.variant: str = self.config.variant if self.config.variant != "auto" else ("fp32" if on_cuda else "q8")
         path = ensure_lm(self.variant)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = self.threads = self.config.threads or _available_cpus()
+        options.intra_op_num_threads = self.threads = self.config.threads or available_cpus()
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # shares the CPUs with a worker
