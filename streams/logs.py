@@ -1,5 +1,6 @@
-"""Log hygiene for workers: a burst of one message (e.g. aiokafka's "Unable connect to node" while a broker is
-down, logged for every request) is shown once per window with a count, not thousands of times."""
+"""Log hygiene for workers: a burst of one library message (e.g. aiokafka's "Unable connect to node" while a
+broker is down, logged for every request) is shown once per window with a count, not thousands of times.
+memstream's own messages (its retries back off already, and each attempt is worth a line) always pass."""
 
 from __future__ import annotations
 
@@ -8,17 +9,25 @@ import time
 from collections.abc import Callable
 
 
+OWN_LOGGERS = ("agents", "streams", "models", "deploy", "bench")
+
+
 class RepeatFilter(logging.Filter):
     """Let the first record of each (logger, level, message template) through, drop its repeats for
-    ``window_s`` seconds, then let the next one through with ``(N similar suppressed)`` appended."""
+    ``window_s`` seconds, then let the next one through with ``(N similar suppressed)`` appended. Records
+    of the loggers under ``exempt`` (memstream's own) always pass."""
 
-    def __init__(self, window_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, window_s: float = 10.0, clock: Callable[[], float] = time.monotonic,
+                 exempt: tuple[str, ...] = OWN_LOGGERS) -> None:
         super().__init__()
         self.window_s = window_s
+        self.exempt = exempt
         self._clock = clock
         self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.split(".", 1)[0] in self.exempt:
+            return True
         key = (record.name, record.levelno, str(record.msg))
         now = self._clock()
         last = self._seen.get(key)

@@ -23,3 +23,10 @@ def test_a_burst_is_shown_once_then_counted() -> None:
     again = record(template, args=(1, "x"))
     assert f.filter(again) and "999 similar suppressed" in again.getMessage()
     assert not f.filter(record(template, args=(1, "y")))
+
+
+def test_memstreams_own_messages_always_pass() -> None:
+    f = RepeatFilter(window_s=10.0, clock=lambda: 0.0)
+    retry = "%s failed (attempt %d: %s); retrying in %.1fs"
+    assert all(f.filter(record(retry, name="agents.retry", level=logging.WARNING, args=("w", i, "x", 0.2)))
+               for i in range(5))
