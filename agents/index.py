@@ -59,7 +59,7 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
 
     @app.agent(topics.episodes, name=f"{settings.worker.app_id}.index")
     async def index(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.store.upsert_batch, within=settings.embed.max_wait_s):
+        async for events in stream.take_events(settings.store.upsert_batch, within=settings.index.max_wait_s):
             metrics.received(STAGE, len(events))
             metrics.batch(STAGE, len(events))
             decoded = []

@@ -90,7 +90,9 @@ class EmbedStageSettings(BaseModel):
     """How the embed agent batches: a batch closes at max_batch events or after max_wait_s."""
 
     max_batch: int = Field(64, ge=1, le=4096, description="Events embedded in one batch at most")
-    max_wait_s: float = Field(0.05, gt=0, le=10, description="A partial batch is embedded after this wait")
+    max_wait_s: float = Field(
+        0.02, gt=0, le=10, description="A partial batch is embedded after this wait (under load batches fill "
+        "before it; at low rates it is latency each event pays)")
 
 
 class SegmentStageSettings(BaseModel):
@@ -107,6 +109,12 @@ class SegmentStageSettings(BaseModel):
     dedupe_window: int = Field(
         512, ge=2, description="Latest event ids remembered per session, so a replayed event is not applied twice"
     )
+
+
+class IndexStageSettings(BaseModel):
+    """How the index agent batches its store writes (at most ``store.upsert_batch`` points per batch)."""
+
+    max_wait_s: float = Field(0.01, gt=0, le=10, description="A partial batch is written after this wait")
 
 
 class ErrorsStageSettings(BaseModel):
@@ -132,6 +140,7 @@ class Settings(BaseSettings):
     embed: EmbedStageSettings = Field(default_factory=EmbedStageSettings)
     segment: SegmentStageSettings = Field(default_factory=SegmentStageSettings)
     segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
+    index: IndexStageSettings = Field(default_factory=IndexStageSettings)
     lm: LanguageModelConfig = Field(default_factory=LanguageModelConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     compensation: CompensationConfig = Field(default_factory=CompensationConfig)
