@@ -4,14 +4,13 @@ and CPU threads."""
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
-from models.assets import cache_dir, sha256_file
+from models.assets import cache_dir, file_lock, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +40,9 @@ def write_atomically(path: Path, data: bytes, builder: str) -> None:
     write_checksum(path, builder)
 
 
-@contextmanager
-def build_lock() -> Iterator[None]:
+def build_lock() -> AbstractContextManager[None]:
     """One builder at a time across processes (workers starting together build once)."""
-    lock_path = cache_dir() / "models" / ".build.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return file_lock(cache_dir() / "models" / ".build.lock")
 
 
 def ensure_built(path: Path, current: Callable[[], bool], build: Callable[[], None], what: str,

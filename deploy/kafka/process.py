@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import re
 import shutil
@@ -11,26 +10,14 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from deploy.kafka.errors import KafkaStartError
+from models.assets import file_lock  # noqa: F401 - used as process.file_lock by the broker control
 
 _children: dict[int, subprocess.Popen[bytes]] = {}
 """Daemons spawned by this Python process, kept so that they are reaped (no zombies) once stopped."""
 
-
-@contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Exclusive advisory lock on `path` (created if missing) between processes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def java_executable(minimum: int = 17) -> str:
