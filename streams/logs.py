@@ -26,6 +26,13 @@ class RepeatFilter(logging.Filter):
         self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
+        # one decision per record: the same filter sits on every handler of the root logger
+        decided = getattr(record, "_memstream_repeat", None)
+        if decided is None:
+            decided = record._memstream_repeat = self._decide(record)  # type: ignore[attr-defined]
+        return decided
+
+    def _decide(self, record: logging.LogRecord) -> bool:
         if record.name.split(".", 1)[0] in self.exempt:
             return True
         key = (record.name, record.levelno, str(record.msg))

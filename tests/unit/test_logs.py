@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from streams.logs import RepeatFilter
+from streams.logs import RepeatFilter, install_repeat_filter
 
 
 def record(msg: str, name: str = "aiokafka", level: int = logging.ERROR, args=()) -> logging.LogRecord:
@@ -30,3 +30,24 @@ def test_memstreams_own_messages_always_pass() -> None:
     retry = "%s failed (attempt %d: %s); retrying in %.1fs"
     assert all(f.filter(record(retry, name="agents.retry", level=logging.WARNING, args=("w", i, "x", 0.2)))
                for i in range(5))
+
+
+def test_a_record_reaches_every_handler_it_is_shown_on() -> None:
+    logger = logging.getLogger("memstream-test-two-handlers")
+    logger.propagate = False
+    seen: list[list[str]] = [[], []]
+
+    class Collect(logging.Handler):
+        def __init__(self, into: list[str]) -> None:
+            super().__init__()
+            self.into = into
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.into.append(record.getMessage())
+
+    for into in seen:
+        logger.addHandler(Collect(into))
+    install_repeat_filter(logger)
+    for _ in range(3):
+        logger.error("Unable connect to node %s", 1)
+    assert seen[0] == seen[1] == ["Unable connect to node 1"]
