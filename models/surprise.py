@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -296,7 +297,7 @@ class LanguageModelSurprise:
         """The context after an event with ``tokens``: its ids and the separator appended, the oldest dropped."""
         if self.context_tokens == 0:
             return []
-        joined = [*context, *tokens, *self._separator_ids()]
+        joined = [*context, *tokens, *self._separator_ids]
         return joined[-self.context_tokens :]
 
     def context_of(self, texts: Sequence[str]) -> list[int]:
@@ -322,5 +323,7 @@ class LanguageModelSurprise:
         ids = self.context_of(context.texts)
         return self.score_tokens([(ids, self.tokens(t)) for t in texts])
 
-    def _separator_ids(self) -> list[int]:
-        return self.model.tokenize(self.separator) if self.separator else []
+    @cached_property
+    def _separator_ids(self) -> tuple[int, ...]:
+        """Token ids of the separator, tokenised once (extend runs for every event)."""
+        return tuple(self.model.tokenize(self.separator)) if self.separator else ()
