@@ -38,23 +38,6 @@ def export(path: Path) -> None:
     print(f"{len(grouped)} streams written to {path}", file=sys.stderr)
 
 
-def requests(lm, streams: list[list[str]], n: int, context: int) -> list[tuple[list[int], list[int]]]:
-    """``n`` (context, text) pairs whose context is full, spread over the streams, as the segmenter builds them."""
-    from models.surprise import LanguageModelSurprise
-
-    surprise = LanguageModelSurprise(lm, context_tokens=context)
-    eligible = []
-    for texts in streams:
-        ctx: list[int] = []
-        for text in texts:
-            tokens = surprise.tokens(text)
-            if len(ctx) == context:
-                eligible.append((ctx, tokens))
-            ctx = surprise.extend(ctx, tokens)
-    step = max(len(eligible) // n, 1)
-    return eligible[::step][:n]
-
-
 def timed(lm, events, batch: int, repeats: int) -> tuple[float, list[np.ndarray]]:
     lm.nll(events[:batch])
     best, out = float("inf"), []
@@ -89,6 +72,7 @@ def main() -> None:
 
     if hasattr(ort, "preload_dlls"):
         ort.preload_dlls()
+    from bench.lm_surprise import segmenter_requests
     from models.language_model import LanguageModel, LanguageModelConfig
 
     streams = json.loads(args.streams.read_text())
@@ -102,7 +86,7 @@ def main() -> None:
     report["cpu_threads"] = engines["cpu"].threads
     if args.no_speed:
         args.events, args.batches, args.cpu_batches = 64, "64", "16"
-    events = requests(engines["cuda"], streams, args.events, args.context)
+    events = segmenter_requests(engines["cuda"], streams, args.events, args.context)
     total = sum(1 + len(c) + len(t) for c, t in events)
     report["events"], report["tokens"] = len(events), total
     rows, nlls = [], {}

@@ -2,8 +2,8 @@
 
 Events are sentences of the segmentation dev set (``bench.segmentation_data``), taken evenly across
 the articles; each is scored after the last ``context`` tokens of the sentences before it in the same
-article (events with less context than that are skipped), text tokenised with a leading space as it
-continues the context. For each variant (fp32, q8) and batch size (events per ``nll`` call) the
+article, joined as the segment stage joins a session's events (events with less context than that are
+skipped). For each variant (fp32, q8) and batch size (events per ``nll`` call) the
 events go through ``repeats`` times after a warm-up call (the best pass counts); reported are events/s, tokens/s (all tokens run through
 the model: ``<|endoftext|>`` + context + text) and text tokens/s, plus q8's NLL difference from fp32
 on the same events.
@@ -26,25 +26,33 @@ import typer
 Request = tuple[list[int], list[int]]
 
 
-def make_events(lm: Any, n: int, context: int) -> list[Request]:
-    """``n`` (context ids, text ids) pairs from the dev set, spread evenly over the eligible sentences."""
-    from bench.segmentation_data import load_dev_set
+def segmenter_requests(lm: Any, streams: Sequence[Sequence[str]], n: int, context: int) -> list[Request]:
+    """``n`` (context ids, text ids) pairs built as the segment stage builds them
+    (`models.surprise.LanguageModelSurprise`: earlier events joined by newlines, the last ``context``
+    tokens), from events whose context is full, spread evenly over the streams."""
+    from models.surprise import LanguageModelSurprise
 
-    records = load_dev_set()
-    ids = lm.tokenize_batch([" " + r["text"] for r in records])
+    surprise = LanguageModelSurprise(lm, context_tokens=context)
     eligible: list[Request] = []
-    for i, record in enumerate(records):
+    for texts in streams:
         ctx: list[int] = []
-        j = i - 1
-        while j >= 0 and records[j]["stream"] == record["stream"] and len(ctx) < context:
-            ctx = ids[j] + ctx
-            j -= 1
-        if len(ctx) >= context:
-            eligible.append((ctx[-context:], ids[i]))
+        for text in texts:
+            tokens = surprise.tokens(text)
+            if len(ctx) == context:
+                eligible.append((ctx, tokens))
+            ctx = surprise.extend(ctx, tokens)
     if len(eligible) < n:
-        raise ValueError(f"only {len(eligible)} sentences have {context} tokens of context, asked {n}")
+        raise ValueError(f"only {len(eligible)} events have {context} tokens of context, asked {n}")
     step = len(eligible) / n
     return [eligible[int(k * step)] for k in range(n)]
+
+
+def make_events(lm: Any, n: int, context: int) -> list[Request]:
+    """`segmenter_requests` over the articles of the segmentation dev set."""
+    from bench.segmentation_data import load_dev_set, streams
+
+    articles = streams(load_dev_set())
+    return segmenter_requests(lm, [[r["text"] for r in records] for records in articles.values()], n, context)
 
 
 def measure(lm: Any, events: Sequence[Request], batch: int, repeats: int = 1) -> tuple[list[float], list[np.ndarray]]:
