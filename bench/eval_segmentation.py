@@ -62,13 +62,18 @@ def load_records(input_path: Path | None) -> list[dict[str, Any]]:
     return records
 
 
-def default_embedder() -> tuple[Embed, str]:
-    """The pipeline's embedder (`models.embedder`, default config) and a tag naming it for the cache."""
-    from models.embedder import MODEL_NAME, Embedder, EmbedderConfig
+def _default_embedder_tag() -> str:
+    from models.embedder import MODEL_NAME, EmbedderConfig
 
     config = EmbedderConfig()
-    embedder = Embedder(config)
-    return embedder.embed, f"{MODEL_NAME}-{config.variant}-{config.max_length}"
+    return f"{MODEL_NAME}-{config.variant}-{config.max_length}"
+
+
+def default_embedder() -> tuple[Embed, str]:
+    """The pipeline's embedder (`models.embedder`, default config) and a tag naming it for the cache."""
+    from models.embedder import Embedder, EmbedderConfig
+
+    return Embedder(EmbedderConfig()).embed, _default_embedder_tag()
 
 
 def cached_embeddings(texts: list[str], embed: Embed | None = None, tag: str | None = None) -> np.ndarray:
@@ -79,10 +84,7 @@ def cached_embeddings(texts: list[str], embed: Embed | None = None, tag: str | N
     from models.assets import cache_dir
 
     if tag is None:
-        from models.embedder import MODEL_NAME, EmbedderConfig
-
-        config = EmbedderConfig()
-        tag = f"{MODEL_NAME}-{config.variant}-{config.max_length}" if embed is None else "custom"
+        tag = _default_embedder_tag() if embed is None else "custom"
     digest = hashlib.sha256(("\x00".join([tag, *texts])).encode()).hexdigest()[:24]
     path = cache_dir() / "eval" / f"segmentation-{digest}.npy"
     if path.exists():
@@ -356,8 +358,11 @@ def run(
         records = [r for r in records if r["stream"] in keep]
         if vectors is not None:
             raise ValueError("max_streams cannot be combined with precomputed vectors")
+    embed_tag = None
+    if embed is None and cost_events:  # the cost timing needs the embedder anyway: load it once, for both
+        embed, embed_tag = default_embedder()
     if vectors is None:
-        vectors = cached_embeddings([r["text"] for r in records], embed)
+        vectors = cached_embeddings([r["text"] for r in records], embed, embed_tag)
     config = config or SegmentationConfig()
     configs = {
         "memstream": config.model_copy(update={"surprise": "embedding"}),
