@@ -28,6 +28,7 @@ from deploy.kafka.config import (
 from deploy.kafka.errors import KafkaLocalError, KafkaStartError, PortInUseError
 from deploy.kafka.probe import cluster_info
 from deploy.kafka.progress import Progress
+from models.assets import file_lock
 from deploy.kafka.resolve import resolve_jars
 
 
@@ -147,7 +148,7 @@ class LocalKafka:
         """
         deadline = time.monotonic() + timeout
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        with process.file_lock(self.data_dir / ".lock"):  # one `up`/`down` per data dir at a time
+        with file_lock(self.data_dir / ".lock"):  # one `up`/`down` per data dir at a time
             return self._up(deadline)
 
     def _up(self, deadline: float) -> str:
@@ -319,7 +320,7 @@ class LocalKafka:
         if not self.data_dir.is_dir():
             self.progress.info(f"no broker running for {self.data_dir}")
             return False
-        with process.file_lock(self.data_dir / ".lock"):
+        with file_lock(self.data_dir / ".lock"):
             return self._down(timeout)
 
     def _down(self, timeout: float) -> bool:

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 from deploy.kafka.errors import KafkaStartError
-from models.assets import file_lock  # noqa: F401 - used as process.file_lock by the broker control
 
 _children: dict[int, subprocess.Popen[bytes]] = {}
 """Daemons spawned by this Python process, kept so that they are reaped (no zombies) once stopped."""

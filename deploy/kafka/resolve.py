@@ -12,9 +12,8 @@ from pathlib import Path
 
 from deploy.kafka.config import default_version
 from deploy.kafka.errors import KafkaResolveError
-from deploy.kafka.process import file_lock
 from deploy.kafka.progress import Progress
-from models.assets import cache_dir
+from models.assets import cache_dir, file_lock
 
 ARTIFACT = "org.apache.kafka:kafka_2.13"
 _MARKER = ".complete"
