@@ -49,7 +49,7 @@ class Metrics:
             "memstream_batch_size", "Records per batch a stage processed", ["stage"],
             buckets=_SIZE_BUCKETS, registry=r)
         self.embed_batch_seconds = Histogram(
-            "memstream_embed_batch_seconds", "Wall time to embed one batch", buckets=_LATENCY_BUCKETS, registry=r)
+            "memstream_embed_batch_seconds", "Embedder time of one call (a chunk of a batch)", buckets=_LATENCY_BUCKETS, registry=r)
         self.embed_event_seconds = Histogram(
             "memstream_embed_event_seconds", "Embedding time per event (batch time / batch size, one per event)",
             buckets=_LATENCY_BUCKETS, registry=r)
@@ -81,7 +81,7 @@ class Metrics:
         self.batch_size.labels(stage).observe(size)
 
     def embedded(self, seconds: float, n: int) -> None:
-        """One embed batch of `n` events took `seconds`."""
+        """One embedder call on `n` events took `seconds`."""
         self.embed_batch_seconds.observe(seconds)
         per_event = seconds / max(n, 1)
         for _ in range(n):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -75,9 +76,23 @@ class Runtime:
             self._embedder = Embedder(self.settings.embedder)
         return self._embedder.embed(texts)
 
+    def _embed_timed(self, texts: list[str]) -> tuple[np.ndarray, float]:
+        started = time.perf_counter()
+        vectors = self._embed_sync(texts)
+        return vectors, time.perf_counter() - started
+
     async def embed(self, texts: list[str]) -> np.ndarray:
         """Embed texts in the embedder's thread (one batch at a time)."""
         return await asyncio.get_running_loop().run_in_executor(self._embed_pool, self._embed_sync, texts)
+
+    def embed_chunks(self, texts: Sequence[str], size: int) -> list[asyncio.Future[tuple[np.ndarray, float]]]:
+        """Queue ``texts`` on the embedder's thread in chunks of ``size``, in order: one future per chunk, each
+        giving the chunk's vectors and the seconds the embedder spent on them. The thread runs the chunks
+        back to back, so it is not left idle while the caller forwards the chunks already done.
+        Cancel the futures not awaited (a chunk not started yet is then skipped)."""
+        loop = asyncio.get_running_loop()
+        return [loop.run_in_executor(self._embed_pool, self._embed_timed, list(texts[i : i + size]))
+                for i in range(0, len(texts), size)]
 
     async def lm_surprises(self, segmenter: Segmenter, items: Sequence[tuple[SessionState, str]]) -> list[float]:
         """`Segmenter.lm_surprises` in the language model's thread (one batch of sessions' events at a time)."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -12,8 +14,11 @@ from streams.settings import KafkaSettings
 log = logging.getLogger(__name__)
 
 
-async def ensure_topics(kafka: KafkaSettings, extra: dict[str, int] | None = None) -> list[str]:
-    """Create every memstream topic that does not exist yet; return the names created.
+async def ensure_topics(
+    kafka: KafkaSettings, extra: dict[str, int] | None = None, timeout_s: float = 30.0
+) -> list[str]:
+    """Create every memstream topic that does not exist yet, wait until each partition has a leader, and
+    return the names created.
 
     Partition counts are explicit (``kafka.partitions``), never the broker's default, so a source topic
     and the changelogs of the tables it feeds agree.
@@ -35,6 +40,29 @@ async def ensure_topics(kafka: KafkaSettings, extra: dict[str, int] | None = Non
             except TopicAlreadyExistsError:  # another process won the race: fine
                 pass
             log.info("created topics %s", [t.name for t in missing])
+        await _until_led(admin, wanted, timeout_s)
         return [t.name for t in missing]
     finally:
         await admin.close()
+
+
+async def _until_led(admin: AIOKafkaAdminClient, wanted: dict[str, int], timeout_s: float) -> None:
+    """Wait until every topic in ``wanted`` has all its partitions, each with a leader.
+
+    Right after creation a partition can still be without a leader; a consumer that fetches metadata then
+    leaves the topic out (aiokafka logs "not found in cluster metadata") and Faust's assignor ignores it
+    ("Ignoring missing topic") until the next rebalance: a worker started at that moment reads nothing."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        described = await admin.describe_topics(list(wanted))
+        ready = {
+            t["topic"] for t in described
+            if t["error_code"] == 0 and len(t["partitions"]) >= wanted.get(t["topic"], 1)
+            and all(p["error_code"] == 0 and p["leader"] >= 0 for p in t["partitions"])
+        }
+        waiting = sorted(set(wanted) - ready)
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics without a leader for every partition after {timeout_s:.0f}s: {waiting}")
+        await asyncio.sleep(0.2)

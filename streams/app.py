@@ -13,7 +13,7 @@ from mode.utils.queues import FlowControlEvent
 
 from streams.settings import Settings, get_settings
 
-STAGES = ("validate", "embed", "segment", "index", "errors", "web", "metrics")
+STAGES = ("embed", "segment", "index", "errors", "web", "metrics")
 """Agent modules under ``agents/`` a worker runs by default, in pipeline order."""
 
 
@@ -22,7 +22,6 @@ class Topics:
     """The Faust topic objects of one app (raw bytes in and out: our codec does the rest)."""
 
     interactions: TopicT
-    validated: TopicT
     embedded: TopicT
     episodes: TopicT
     feedback: TopicT
@@ -80,7 +79,6 @@ def _topics(app: faust.App, settings: Settings) -> Topics:
 
     return Topics(
         interactions=topic(names.interactions),
-        validated=topic(names.validated),
         embedded=topic(names.embedded),
         episodes=topic(names.episodes),
         feedback=topic(names.feedback),
@@ -113,6 +111,7 @@ def create_app(settings: Settings | None = None, *, stages: tuple[str, ...] | No
         broker_commit_interval=worker.commit_interval_s,
         consumer_auto_offset_reset="earliest",
         autodiscover=False,
+        producer_linger=settings.kafka.producer_linger_ms / 1000,
     )
     topics = _topics(app, settings)
     from agents.runtime import Runtime

@@ -34,6 +34,9 @@ class KafkaSettings(BaseModel):
     partitions: int = Field(8, ge=1, description="Partitions of every memstream topic (= max parallel workers)")
     replication_factor: int = Field(1, ge=1, description="Replication factor of topics memstream creates")
     topic_prefix: str = Field("memstream.", description="Prefix of every topic name (one deployment per prefix)")
+    producer_linger_ms: int = Field(
+        5, ge=0, le=1000, description="How long a worker's producer waits to fill a batch (Kafka 4's default): "
+        "fewer, fuller requests, for a few ms of latency per hop")
 
     @property
     def topics(self) -> TopicNames:
@@ -87,12 +90,18 @@ class WorkerSettings(BaseModel):
 
 
 class EmbedStageSettings(BaseModel):
-    """How the embed agent batches: a batch closes at max_batch events or after max_wait_s."""
+    """How the embed agent batches: a batch closes at max_batch events or after max_wait_s, and is embedded
+    in chunks that the embedder's thread runs back to back while the worker forwards the finished ones."""
 
-    max_batch: int = Field(64, ge=1, le=4096, description="Events embedded in one batch at most")
+    max_batch: int = Field(
+        256, ge=1, le=4096, description="Events taken in one batch at most (under load: the embedder's idle gap "
+        "between batches is paid once per batch)")
     max_wait_s: float = Field(
         0.02, gt=0, le=10, description="A partial batch is embedded after this wait (under load batches fill "
         "before it; at low rates it is latency each event pays)")
+    chunk: int = Field(
+        16, ge=1, le=4096, description="Events per embedder call within a batch: chunks are queued on the "
+        "embedder's thread together, and each one is forwarded as soon as it is done")
 
 
 class SegmentStageSettings(BaseModel):

@@ -5,14 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 INTERACTIONS = "interactions"
-VALIDATED = "validated"
 EMBEDDED = "embedded"
 EPISODES = "episodes"
 FEEDBACK = "feedback"
 MEMORY_UPDATES = "memory-updates"
 DEAD_LETTERS = "dead-letters"
 
-ALL = (INTERACTIONS, VALIDATED, EMBEDDED, EPISODES, FEEDBACK, MEMORY_UPDATES, DEAD_LETTERS)
+ALL = (INTERACTIONS, EMBEDDED, EPISODES, FEEDBACK, MEMORY_UPDATES, DEAD_LETTERS)
 """Every topic memstream declares. Keys: `tenant/session` on the interaction path, `tenant/user` on
 feedback, `tenant/session` (or `tenant/user`) on memory-updates, the source key on dead-letters."""
 
@@ -31,10 +30,6 @@ class TopicNames:
     @property
     def interactions(self) -> str:
         return self.name(INTERACTIONS)
-
-    @property
-    def validated(self) -> str:
-        return self.name(VALIDATED)
 
     @property
     def embedded(self) -> str:

@@ -278,7 +278,7 @@ def _wrong_shape(rng: random.Random) -> bytes:
 
 
 def malformed(rng: random.Random) -> tuple[bytes | None, bytes | None]:
-    """One record the validate stage must dead-letter, and its key: bad JSON, wrong types or shapes, huge
+    """One record the embed stage (where records enter) must dead-letter, and its key: bad JSON, wrong types or shapes, huge
     strings, NaN, unknown schema versions, binary junk, empty and null values."""
     from streams.codec import InvalidRecord, decode_interaction
 

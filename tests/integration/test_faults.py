@@ -64,10 +64,10 @@ def _stream(n_events: int, rng: random.Random, tenants: int = 4) -> list:
 
 
 async def test_sigkill_a_worker_mid_stream(kafka_bootstrap, tmp_path):
-    """Two pipeline workers (validate, embed, segment) share one consumer group; a third process runs the
+    """Two pipeline workers (embed, segment) share one consumer group; a third process runs the
     index stage and the web API in a group of its own. Why not two workers in one group with different
     `--stages`? Faust does spread each topic's partitions over the members that consume it (verified: `b`
-    got partitions 0-1 of interactions/validated/embedded, `a` 2-3 and all of `episodes`), but under
+    got partitions 0-1 of interactions/embedded, `a` 2-3 and all of `episodes`), but under
     exactly_once its transactional ids are `<app id>-<group number>-<partition>`, the group number being
     one per partition *count*: the two members then both open `…-1-0` and `…-1-1` and fence each other
     (ProducerFenced: the worker crashes). And the embedded store has a single opener. So: one stage set
@@ -91,8 +91,8 @@ async def test_sigkill_a_worker_mid_stream(kafka_bootstrap, tmp_path):
         return len(log.ids("event_indexed"))
 
     try:
-        a = ns.start_worker("a", "validate,embed,segment")
-        b = ns.start_worker("b", "validate,embed,segment")
+        a = ns.start_worker("a", "embed,segment")
+        b = ns.start_worker("b", "embed,segment")
         store = ns.start_worker("store", "index,web", **index_env)
         async with TopicReader(ns.kafka, ns.kafka.topics.memory_updates) as updates:
 
@@ -234,7 +234,7 @@ async def test_fuzzed_malformed_records_are_dead_lettered(kafka_bootstrap, tmp_p
 
     decoded = [decode(v, DeadLetter) for v in letters]
     assert len(decoded) == len(bad), f"{len(decoded)} dead letters for {len(bad)} malformed records"
-    assert all(d.reason and d.stage == "validate" and d.source_topic == ns.kafka.topics.interactions for d in decoded)
+    assert all(d.reason and d.stage == "embed" and d.source_topic == ns.kafka.topics.interactions for d in decoded)
     assert len({(d.partition, d.offset) for d in decoded}) == len(bad)
     # each malformed record is identified by its hash and size; its bytes are kept (a prefix when huge)
     assert Counter((d.raw_sha256, d.raw_size) for d in decoded) == Counter(
@@ -253,7 +253,7 @@ async def test_record_at_the_broker_size_limit_is_dead_lettered(kafka_bootstrap,
     (base64 of the raw bytes, a third larger) must not be lost because it is too big to send."""
     ns = Namespace(kafka_bootstrap, tmp_path, **FAULT_WORKER_ENV)
     await ns.create_topics()
-    worker = ns.start_worker("w", "validate")
+    worker = ns.start_worker("w", "embed")
     huge = b"\x00junk" * 200_000  # 1,000,000 bytes
     try:
         async with Publisher(ns.kafka) as pub:

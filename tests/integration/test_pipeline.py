@@ -59,7 +59,7 @@ def sealed(seen: list[MemoryUpdate]) -> dict[int, list[str]]:
 async def test_embedded_topic_carries_the_embedders_vectors(kafka_bootstrap, tmp_path):
     ns = Namespace(kafka_bootstrap, tmp_path)
     await ns.create_topics()
-    ns.start_worker(stages="validate,embed")
+    ns.start_worker(stages="embed")
     events = session_events("t1", "s1")[:10]
     try:
         async with Publisher(ns.kafka) as pub:

@@ -91,7 +91,7 @@ def test_update_ids_are_deterministic_for_deduplication():
 
 
 def test_dead_letter_keeps_raw_bytes_and_source():
-    letter = dead_letter(b"\xff\x00junk", "bad", stage="validate", topic="x", partition=3, offset=42, key=b"k")
+    letter = dead_letter(b"\xff\x00junk", "bad", stage="embed", topic="x", partition=3, offset=42, key=b"k")
     assert (letter.partition, letter.offset, letter.source_topic) == (3, 42, "x")
     import base64
     assert base64.b64decode(letter.raw_b64) == b"\xff\x00junk"
@@ -115,7 +115,7 @@ def test_dead_letter_of_a_huge_record_is_capped_but_identifiable():
     from streams.contracts import MAX_DEAD_LETTER_RAW
 
     raw = b"x" * (MAX_DEAD_LETTER_RAW + 10)
-    letter = dead_letter(raw, "too big", stage="validate", topic="t", partition=0, offset=1, key=None)
+    letter = dead_letter(raw, "too big", stage="embed", topic="t", partition=0, offset=1, key=None)
     assert letter.raw_truncated and letter.raw_size == len(raw)
     assert letter.raw_sha256 == hashlib.sha256(raw).hexdigest()
     assert base64.b64decode(letter.raw_b64) == raw[:MAX_DEAD_LETTER_RAW]

@@ -66,8 +66,8 @@ def test_recording_helpers_show_in_exposition():
 
 def test_registries_are_per_instance():
     a, b = Metrics(), Metrics()  # two apps in one process must not clash on metric names
-    a.received("validate")
-    assert ("memstream_events_total", (("outcome", "in"), ("stage", "validate"))) not in _samples(
+    a.received("embed")
+    assert ("memstream_events_total", (("outcome", "in"), ("stage", "embed"))) not in _samples(
         b.exposition().decode())
 
 
@@ -127,11 +127,11 @@ async def test_metrics_view_serves_what_agents_record(settings):
     runtime = Runtime(settings)
     metrics_module.register(app, _topics(app, settings), runtime)
     runtime.metrics.received("index", 4)
-    runtime.metrics.dead_letter("validate")
+    runtime.metrics.dead_letter("embed")
     _, _, text = await _get(app, "/metrics")
     samples = _samples(text)
     assert samples[("memstream_events_total", (("outcome", "in"), ("stage", "index")))] == 4
-    assert samples[("memstream_dead_letters_total", (("stage", "validate"),))] == 1
+    assert samples[("memstream_dead_letters_total", (("stage", "embed"),))] == 1
 
 
 def test_grafana_dashboard_queries_only_exported_metrics():

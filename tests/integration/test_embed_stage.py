@@ -1,4 +1,5 @@
-"""Foundation end to end on the real broker: valid events are announced, invalid ones dead-lettered."""
+"""The entry stage end to end on the real broker: valid events are announced and embedded, invalid ones
+dead-lettered."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import orjson
 import pytest
 
 from streams.client import Publisher, subscribe
-from streams.codec import decode
-from streams.contracts import DeadLetter
+from streams.codec import decode, decode_with_vector
+from streams.contracts import DeadLetter, InteractionEvent
 from tests.integration.harness import Namespace, collect
 
 pytestmark = pytest.mark.integration
@@ -36,7 +37,7 @@ def valid(i: int) -> dict:
 async def test_thousand_valid_and_hundred_invalid(kafka_bootstrap, tmp_path):
     ns = Namespace(kafka_bootstrap, tmp_path)
     await ns.create_topics()
-    ns.start_worker(stages="validate")
+    ns.start_worker(stages="embed")
     try:
         async with subscribe(kinds=["event_received"], kafka=ns.kafka) as updates:
             async with Publisher(ns.kafka) as pub:
@@ -63,13 +64,14 @@ async def test_thousand_valid_and_hundred_invalid(kafka_bootstrap, tmp_path):
         letters = await collect(ns.kafka, ns.kafka.topics.dead_letters, lambda v: len(v) >= 100, timeout=60)
         assert len(letters) == 100
         decoded = [decode(v, DeadLetter) for v in letters]
-        assert all(d.reason and d.stage == "validate" and d.source_topic == ns.kafka.topics.interactions
+        assert all(d.reason and d.stage == "embed" and d.source_topic == ns.kafka.topics.interactions
                    for d in decoded)
         assert sorted(base64.b64decode(d.raw_b64) for d in decoded) == sorted(
             INVALID[i % len(INVALID)] for i in range(100))
         assert len({(d.partition, d.offset) for d in decoded}) == 100
-        forwarded = await collect(ns.kafka, ns.kafka.topics.validated, lambda v: len(v) >= 1000, timeout=30)
-        assert len(forwarded) == 1000
+        forwarded = await collect(ns.kafka, ns.kafka.topics.embedded, lambda v: len(v) >= 1000, timeout=60)
+        assert sorted(decode_with_vector(v, InteractionEvent)[0].event_id for v in forwarded) == sorted(
+            f"e{i}" for i in range(1000))
     finally:
         ns.stop_workers()
         print(ns.logs()[-3000:])
