@@ -144,8 +144,12 @@ async def _bench(n: int, sessions: int, partitions: int, timeout: float) -> dict
         finally:
             await asyncio.to_thread(broker.down)
     pipeline_per_s = runs[1]["per_s"]
+    from models.onnx_cache import available_cpus
+    from streams.settings import get_settings
+
     return {
         "events": n, "sessions": sessions, "partitions": partitions,
+        "cpus": available_cpus(), "embedder_threads": get_settings().embedder.threads or available_cpus(),
         "embed_per_s": round(embed_per_s, 1),
         "embed_per_s_by_batch": {str(b): round(r, 1) for b, r in embed_rates.items()},
         "pipeline_per_s": pipeline_per_s,
