@@ -2,8 +2,9 @@
 max rate, and the embedder alone on the same texts (the anchor measured in the same run).
 
 Each measured run uses a fresh topic namespace on a private broker started for the benchmark (a fresh
-KRaft node in a temporary data dir), so nothing else shares it. Worker start-up and model load are
-excluded by a warm-up batch that must be indexed before the clock starts.
+KRaft node in a temporary data dir), so nothing else shares it. Worker start-up, model load and
+the consumer group's rebalances are excluded: warm-up batches are published until every worker has
+processed some, before the clock starts.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +71,38 @@ async def _until_indexed(updates, ids: set[str], timeout: float, deployment: Dep
                     arrivals[update.ids[0]] = time.perf_counter()
 
 
+def _embedded_by_worker(deployment: Deployment) -> dict[str, float]:
+    """Records each worker's embed stage has taken in so far (its /metrics), 0 where it does not answer."""
+    counts = {}
+    for name, port in deployment.ports.items():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                text = response.read().decode()
+        except OSError:
+            counts[name] = 0.0
+            continue
+        counts[name] = sum(
+            float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line.startswith("memstream_events_total{") and 'outcome="in"' in line and 'stage="embed"' in line)
+    return counts
+
+
+async def _warm_up(pub: Publisher, updates, texts: list[str], sessions: int, timeout: float,
+                   deployment: Deployment) -> None:
+    """Publish warm-up batches until every worker has processed some: model loads, group joins and the
+    rebalances they cause all happen before the clock starts (a worker joining mid-run stalls the group)."""
+    for attempt in range(20):
+        warm = _events(texts, sessions, f"warm{attempt}")
+        await pub.publish_many(warm)
+        await _until_indexed(updates, {e.event_id for e in warm}, timeout, deployment)
+        counts = await asyncio.to_thread(_embedded_by_worker, deployment)
+        if all(counts.values()):
+            return
+        await asyncio.sleep(1.0)
+    raise RuntimeError(f"a worker never took part in the consumer group: records embedded per worker {counts}\n"
+                       + deployment.logs())
+
+
 async def _run_workers(bootstrap: str, root: Path, texts: list[str], workers: int, sessions: int,
                        partitions: int, rate: float | None, timeout: float) -> dict[str, Any]:
     deployment = Deployment(bootstrap, root / f"w{workers}-{'rate' if rate else 'max'}", partitions=partitions)
@@ -76,12 +110,10 @@ async def _run_workers(bootstrap: str, root: Path, texts: list[str], workers: in
     for n in range(workers):
         deployment.start_worker(f"worker{n}")
     try:
-        warm = _events(texts[:64], sessions, "warm")
         main = _events(texts, sessions, "main")
         async with subscribe(kinds=["event_indexed"], kafka=deployment.kafka) as updates:
             async with Publisher(deployment.kafka) as pub:
-                await pub.publish_many(warm)
-                await _until_indexed(updates, {e.event_id for e in warm}, timeout, deployment)
+                await _warm_up(pub, updates, texts[:64], sessions, timeout, deployment)
                 sent: dict[str, float] = {}
                 arrivals: dict[str, float] = {}
                 started = time.perf_counter()
@@ -162,7 +194,7 @@ async def _bench(n: int, sessions: int, partitions: int, timeout: float) -> dict
     }
 
 
-def run(n: int = 2000, sessions: int = 50, partitions: int = 4, timeout: float = 600.0) -> dict[str, Any]:
+def run(n: int = 4000, sessions: int = 50, partitions: int = 4, timeout: float = 600.0) -> dict[str, Any]:
     """Measure and return the benchmark's JSON-able result."""
     return asyncio.run(_bench(n, sessions, partitions, timeout))
 

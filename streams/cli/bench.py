@@ -12,7 +12,7 @@ app = typer.Typer(help="Benchmarks (JSON with --json).", no_args_is_help=True)
 
 @app.command("pipeline")
 def bench_pipeline(
-    events: int = typer.Option(2000, min=100, help="Events published per measured run."),
+    events: int = typer.Option(4000, min=100, help="Events published per measured run."),
     sessions: int = typer.Option(50, min=1, help="Sessions the events are spread over."),
     partitions: int = typer.Option(4, min=1, help="Partitions of every topic."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
