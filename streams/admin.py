@@ -66,3 +66,17 @@ async def _until_led(admin: AIOKafkaAdminClient, wanted: dict[str, int], timeout
         if time.monotonic() > deadline:
             raise TimeoutError(f"topics without a leader for every partition after {timeout_s:.0f}s: {waiting}")
         await asyncio.sleep(0.2)
+
+
+async def delete_topics(kafka: KafkaSettings, match) -> list[str]:
+    """Delete every topic whose name ``match(name)`` accepts; return the names deleted."""
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
+    await admin.start()
+    try:
+        names = sorted(name for name in await admin.list_topics() if match(name))
+        if names:
+            await admin.delete_topics(names)
+            log.info("deleted topics %s", names)
+        return names
+    finally:
+        await admin.close()

@@ -10,7 +10,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from streams.admin import ensure_topics
+from streams.admin import delete_topics, ensure_topics
 from streams.settings import KafkaSettings
 
 
@@ -53,6 +53,11 @@ class Deployment:
 
     async def create_topics(self) -> None:
         await ensure_topics(self.kafka)
+
+    async def delete_topics(self) -> list[str]:
+        """Delete this deployment's topics: its prefix's, and the table changelogs and Faust's internal
+        topics, which carry its app id. Stop its workers first."""
+        return await delete_topics(self.kafka, lambda name: name.startswith(self.prefix) or self.app_id in name)
 
     def start_worker(self, name: str = "w1", stages: str = "", loglevel: str | None = None, **env: str) -> subprocess.Popen:
         """Start `memstream worker` with its own state dir and web port (see ``ports[name]``)."""

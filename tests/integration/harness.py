@@ -12,12 +12,17 @@ from streams.settings import KafkaSettings
 from streams.workers import Deployment, free_port  # noqa: F401 - re-exported for the tests
 
 
+CREATED: list["Namespace"] = []
+"""Namespaces made by the running test; tests/integration/conftest.py deletes their topics afterwards."""
+
+
 class Namespace(Deployment):
     """A deployment whose app ids read as tests' (see streams.workers.Deployment)."""
 
     def __init__(self, bootstrap: str, root: Path, partitions: int = 4, **env: str) -> None:
         super().__init__(bootstrap, root, partitions, **env)
         self.app_id = self.env["MEMSTREAM_WORKER__APP_ID"] = f"memstream-test-{self.prefix[1:-1]}"
+        CREATED.append(self)
 
 
 async def collect(
