@@ -8,7 +8,9 @@ is written once per batch, after all of the batch's outputs. With ``segmentation
 Replays are harmless: the ids of each session's latest ``dedupe_window`` applied events are kept in the
 same table value as the session state (written after the stage's outputs), and an event seen again is
 passed on to the index stage (idempotent writes) but never applied to the session state twice. The
-table holds one SessionState per `tenant/session` (RocksDB + changelog, so a restarted or rebalanced worker resumes the session); its size is bounded by ``segmentation.state_bound`` vectors. A session's
+states live in Faust tables (`agents.session_store`: RocksDB + changelog, so a restarted or rebalanced
+worker resumes every session, each event's vector stored once); a state is bounded by
+``segmentation.state_bound`` vectors. A session's
 episodes are sealed by the look-ahead, by a `session_end` event, or after `idle_seal_s` idle seconds
 (the worker then sends itself a `session_idle` control record on the session's partition, so every
 state change happens in order inside the stream).
@@ -28,7 +30,8 @@ import numpy as np
 from agents.dead_letters import reject
 from agents.metrics import new_scores
 from agents.runtime import Runtime
-from models.segmenter import EpisodeChange, Segmenter, SessionState
+from agents.session_store import Session, SessionStore
+from models.segmenter import EpisodeChange, Segmenter
 from streams.codec import InvalidRecord, decode_with_vector, encode_with_vector
 from streams.contracts import CONTROL_KINDS, EpisodeRecord, InteractionEvent
 
@@ -41,19 +44,6 @@ def _episode_record(change: EpisodeChange, event: InteractionEvent) -> EpisodeRe
         episode_index=change.episode_index, event_ids=list(change.event_ids),
         start_ts=change.start_ts, end_ts=change.end_ts,
     )
-
-
-def _load(raw: bytes | None) -> tuple[list[str], SessionState]:
-    """Table value -> (ids of the latest applied events, session state)."""
-    if not raw:
-        return [], SessionState()
-    ids, _, state = raw.partition(b"\0")
-    return (ids.decode().split("\n") if ids else []), SessionState.from_bytes(state)
-
-
-def _dump(applied: list[str], state: SessionState) -> bytes:
-    """One value, written in one go: the applied ids and the state can never disagree."""
-    return "\n".join(applied).encode() + b"\0" + state.to_bytes()
 
 
 @contextmanager
@@ -74,17 +64,13 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
     segmenter = Segmenter(settings.segmentation, lm=runtime.language_model)  # the LM loads on first use only
     metrics = runtime.metrics
     app_id = settings.worker.app_id
-    sessions = app.Table(
-        f"{app_id}-segment-sessions", partitions=settings.kafka.partitions,
-        key_type=bytes, value_type=bytes,
-    )
+    stage = settings.segment
+    store = SessionStore(app, app_id, settings.kafka.partitions, stage.state_cache, stage.dedupe_window)
     # tenant/session -> "<wall-clock seconds of last event>|<user_id>|<open episode events>"
     activity = app.Table(
         f"{app_id}-segment-activity", partitions=settings.kafka.partitions,
         key_type=bytes, value_type=bytes,
     )
-    stage = settings.segment
-    window = stage.dedupe_window
     empty = np.zeros(0, np.float32)
 
     @app.agent(topics.embedded, name=f"{app_id}.segment")
@@ -92,7 +78,8 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
         async for events in stream.take_events(stage.max_batch, within=stage.max_wait_s):
             metrics.received(STAGE, len(events))
             metrics.batch(STAGE, len(events))
-            sessions_now: dict[bytes, tuple[list[str], SessionState]] = {}  # this batch's sessions, loaded once
+            generation = store.generation
+            sessions_now: dict[bytes, Session] = {}  # this batch's sessions, loaded once
             todo: list[tuple[faust.EventT, InteractionEvent, np.ndarray]] = []
             for event in events:
                 try:
@@ -102,8 +89,8 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
                     continue
                 key = record.key
                 if key not in sessions_now:
-                    sessions_now[key] = _load(sessions.get(key))
-                applied, _ = sessions_now[key]
+                    sessions_now[key] = store.load(key)
+                applied = sessions_now[key].applied
                 if record.event_id in applied:  # a replay (at-least-once): state has it; pass it on, never re-apply it
                     if record.kind not in CONTROL_KINDS:
                         await topics.episodes.send(key=key, value=event.value)
@@ -114,12 +101,12 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
             if segmenter.config.uses_lm:  # one language-model run for every session's new events, in its thread
                 lm_rows = [i for i, (_, r, _) in enumerate(todo) if r.kind not in CONTROL_KINDS]
                 scored = await runtime.lm_surprises(
-                    segmenter, [(sessions_now[todo[i][1].key][1], todo[i][1].text) for i in lm_rows])
+                    segmenter, [(sessions_now[todo[i][1].key].state, todo[i][1].text) for i in lm_rows])
                 for i, value in zip(lm_rows, scored):
                     surprises[i] = value
             for (event, record, vector), surprise in zip(todo, surprises):
                 key = record.key
-                state = sessions_now[key][1]
+                state = sessions_now[key].state
                 if record.kind in CONTROL_KINDS:
                     changes = segmenter.flush(state)
                 else:
@@ -138,10 +125,10 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
             now = time.time()
             latest = {record.key: (event, record) for event, record, _ in todo}  # sessions moved on, latest event
             for key, (event, record) in latest.items():  # state last, once per session and batch
-                applied, state = sessions_now[key]
-                open_events = len(state) if record.kind not in CONTROL_KINDS else 0
+                session = sessions_now[key]
+                open_events = len(session.state) if record.kind not in CONTROL_KINDS else 0
                 with _as_current(event):
-                    sessions[key] = _dump(applied[-window:], state)
+                    store.save(key, session, generation)
                     activity[key] = f"{now:.3f}|{record.user_id}|{open_events}".encode()
 
     @app.timer(interval=settings.segment.idle_check_s)

@@ -42,7 +42,7 @@ from __future__ import annotations
 import base64
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -259,18 +259,32 @@ class SessionState:
             vectors=raw.reshape(len(data["ids"]), dim) if dim else np.zeros((0, 0), np.float32),
         )
 
-    def to_bytes(self) -> bytes:
-        """Compact binary form: magic, 4-byte header length, JSON header, raw little-endian float16 vectors."""
+    def to_bytes(self, *, vectors: bool = True) -> bytes:
+        """Compact binary form: magic, 4-byte header length, JSON header, raw little-endian float16 vectors.
+        ``vectors=False`` leaves the vectors out, for a caller that stores each event's vector apart
+        (`vector_bytes` gives one row) and hands them back to `from_bytes`."""
         head = orjson.dumps(self._header())
-        return _MAGIC + len(head).to_bytes(4, "little") + head + self._vector_bytes()
+        return _MAGIC + len(head).to_bytes(4, "little") + head + (self._vector_bytes() if vectors else b"")
+
+    def vector_bytes(self, i: int) -> bytes:
+        """Stored form of the vector of ``ids[i]`` (little-endian float16)."""
+        return np.ascontiguousarray(self.vectors[i], dtype="<f2").tobytes()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> SessionState:
+    def from_bytes(cls, data: bytes, vectors: Callable[[list[str]], bytes] | None = None) -> SessionState:
+        """Inverse of `to_bytes`. For a state written without its vectors, ``vectors(ids)`` returns the
+        concatenated `vector_bytes` of those event ids, in order."""
         if not data.startswith(_MAGIC):
             raise ValueError("not a segmenter state")
         size = int.from_bytes(data[len(_MAGIC) : len(_MAGIC) + 4], "little")
         start = len(_MAGIC) + 4
-        return cls._load(orjson.loads(data[start : start + size]), data[start + size :])
+        header = orjson.loads(data[start : start + size])
+        raw = data[start + size :]
+        if not raw and header["ids"] and header["dim"]:
+            if vectors is None:
+                raise ValueError("segmenter state was stored without its vectors, and none were given")
+            raw = vectors(list(header["ids"]))
+        return cls._load(header, raw)
 
 
 class Segmenter:

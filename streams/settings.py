@@ -118,6 +118,9 @@ class SegmentStageSettings(BaseModel):
     dedupe_window: int = Field(
         512, ge=2, description="Latest event ids remembered per session, so a replayed event is not applied twice"
     )
+    state_cache: int = Field(
+        10_000, ge=0, description="Session states a worker keeps decoded in memory between batches (~30 kB "
+        "each; dropped at every rebalance); 0: read every state back from RocksDB")
 
 
 class IndexStageSettings(BaseModel):

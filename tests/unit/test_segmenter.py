@@ -131,6 +131,31 @@ def test_state_is_json_and_float32_bytes() -> None:
     assert len(state.to_bytes()) < 48 * 4 * 2 * seg.config.state_bound + 4096
 
 
+def test_state_without_vectors_takes_them_back_by_event_id() -> None:
+    x, _ = topic_stream([12, 12, 12], seed=7)
+    seg, state = Segmenter(), SessionState()
+    stored: dict[str, bytes] = {}  # a vector store keyed by event id, as the segment stage keeps one
+    for i, v in enumerate(x):
+        seg.push(state, f"e{i}", float(i), v)
+        for j, event_id in enumerate(state.ids):
+            stored.setdefault(event_id, state.vector_bytes(j))
+    head = state.to_bytes(vectors=False)
+    assert len(head) < len(state.to_bytes()) - len(state) * 48 * 2 + 1
+    asked: list[list[str]] = []
+
+    def vectors(ids: list[str]) -> bytes:
+        asked.append(ids)
+        return b"".join(stored[i] for i in ids)
+
+    back = SessionState.from_bytes(head, vectors)
+    assert asked == [state.ids]
+    np.testing.assert_array_equal(back.vectors, state.vectors)
+    assert back.to_bytes() == state.to_bytes()
+    with pytest.raises(ValueError, match="without its vectors"):
+        SessionState.from_bytes(head)
+    assert SessionState.from_bytes(SessionState().to_bytes(vectors=False)).ids == []  # nothing to fetch
+
+
 def test_flush_seals_all_and_the_session_goes_on() -> None:
     x, _ = topic_stream([10, 10], seed=7)
     seg, state = Segmenter(), SessionState()

@@ -1,0 +1,96 @@
+"""Where the segment stage keeps each session's `SessionState`: two Faust tables and a cache.
+
+``<app>-segment-sessions`` holds, per `tenant/session`, the ids of the latest applied events and the state
+*without* its vectors; ``<app>-segment-vectors`` holds each buffered event's float16 vector under
+`tenant/session` + NUL + event id, written once when the event arrives and deleted when the state drops
+it. Rewriting every vector of the open episode on each batch made the sessions changelog ~29 kB per write
+(an episode averages ~30 buffered events); now a write is its header (~1–2 kB) plus the new vectors.
+
+Writes go vectors first, header second, deletions last, all to the changelog partition of the session's
+latest event, so any prefix of them that reached the changelog before a crash is a consistent state
+(at worst a few orphaned vectors).
+
+Decoded states of the sessions this worker owns stay in a bounded LRU cache, so a batch does not read
+~30 vectors back from RocksDB per session. The cache is dropped at every rebalance (another worker may
+have moved a session on meanwhile), and a state is taken *out* of the cache while a batch works on it
+and put back only once it is saved: a batch that fails part way leaves nothing half-applied behind.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+from models.segmenter import SessionState
+
+
+@dataclass
+class Session:
+    """One session as a batch works on it."""
+
+    applied: list[str]  # ids of the latest applied events (replays are recognised by them)
+    state: SessionState
+    stored: set[str] = field(default_factory=set)  # event ids whose vectors are in the vectors table
+
+
+def _vector_key(key: bytes, event_id: str) -> bytes:
+    return key + b"\0" + event_id.encode()
+
+
+class SessionStore:
+    def __init__(self, app: faust.App, app_id: str, partitions: int, cache_size: int, dedupe_window: int) -> None:
+        self.sessions = app.Table(f"{app_id}-segment-sessions", partitions=partitions, key_type=bytes, value_type=bytes)
+        self.vectors = app.Table(f"{app_id}-segment-vectors", partitions=partitions, key_type=bytes, value_type=bytes)
+        self._cache: OrderedDict[bytes, tuple[int, Session]] = OrderedDict()
+        self._cache_size = cache_size
+        self._window = dedupe_window
+        self.generation = 0  # bumped at every rebalance; a batch started before one does not fill the cache
+        app.on_partitions_revoked.connect(self._invalidate)
+        app.on_partitions_assigned.connect(self._invalidate)
+
+    async def _invalidate(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        self.generation += 1
+        self._cache.clear()
+
+    def load(self, key: bytes) -> Session:
+        """The session's state (taken out of the cache: `save` puts it back)."""
+        hit = self._cache.pop(key, None)
+        if hit is not None and hit[0] == self.generation:
+            return hit[1]
+        raw = self.sessions.get(key)
+        if not raw:
+            return Session([], SessionState())
+        ids, _, state_bytes = raw.partition(b"\0")
+        from_table: list[bool] = []
+
+        def vectors(event_ids: list[str]) -> bytes:
+            from_table.append(True)
+            return b"".join(self.vectors[_vector_key(key, i)] for i in event_ids)
+
+        state = SessionState.from_bytes(state_bytes, vectors)
+        # a state written with its vectors inline (before this store existed) has none in the table yet
+        return Session(ids.decode().split("\n") if ids else [], state, set(state.ids) if from_table else set())
+
+    def save(self, key: bytes, session: Session, generation: int) -> None:
+        """Write the session back. Call it with the session's latest event as Faust's current event
+        (the changelog partition), after every output of the batch was sent."""
+        state = session.state
+        for i, event_id in enumerate(state.ids):
+            if event_id not in session.stored:
+                self.vectors[_vector_key(key, event_id)] = state.vector_bytes(i)
+        session.applied = session.applied[-self._window :]
+        self.sessions[key] = "\n".join(session.applied).encode() + b"\0" + state.to_bytes(vectors=False)
+        kept = set(state.ids)
+        for event_id in session.stored - kept:
+            try:
+                del self.vectors[_vector_key(key, event_id)]
+            except KeyError:  # pragma: no cover - already gone
+                pass
+        session.stored = kept
+        if generation == self.generation and self._cache_size:
+            self._cache[key] = (generation, session)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)

@@ -1,0 +1,94 @@
+"""The segment stage's session store, over plain dicts standing in for Faust tables."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from agents.session_store import Session, SessionStore
+from models.segmenter import Segmenter, SessionState
+
+
+class _Signal:
+    def __init__(self) -> None:
+        self.receivers = []
+
+    def connect(self, fn):
+        self.receivers.append(fn)
+        return fn
+
+    def send(self) -> None:
+        for fn in self.receivers:
+            asyncio.run(fn(None, set()))
+
+
+class _App:
+    def __init__(self) -> None:
+        self.tables: dict[str, dict] = {}
+        self.on_partitions_revoked = _Signal()
+        self.on_partitions_assigned = _Signal()
+
+    def Table(self, name: str, **_: object) -> dict:  # noqa: N802 - Faust's name
+        return self.tables.setdefault(name, {})
+
+
+def _vectors(n: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(n, 16))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _push(seg: Segmenter, session: Session, start: int, n: int) -> None:
+    for i, v in enumerate(_vectors(n, seed=start), start=start):
+        seg.push(session.state, f"e{i}", float(i), v)
+        session.applied.append(f"e{i}")
+
+
+def test_a_state_survives_a_restart_with_each_vector_stored_once() -> None:
+    app, seg, key = _App(), Segmenter(), b"t/s"
+    store = SessionStore(app, "a", 4, cache_size=0, dedupe_window=8)
+    session = store.load(key)
+    _push(seg, session, 0, 40)
+    store.save(key, session, store.generation)
+    vectors = app.tables["a-segment-vectors"]
+    assert sorted(vectors) == sorted(key + b"\0" + i.encode() for i in session.state.ids)
+    assert len(app.tables["a-segment-sessions"][key]) < len(session.state.to_bytes())
+    assert session.applied == [f"e{i}" for i in range(32, 40)]  # the dedupe window
+
+    restarted = SessionStore(app, "a", 4, cache_size=0, dedupe_window=8).load(key)
+    assert restarted.state.to_bytes() == session.state.to_bytes()
+    assert restarted.applied == session.applied and restarted.stored == set(session.state.ids)
+
+    _push(seg, restarted, 40, 60)  # events leave the state: their vectors leave the table
+    SessionStore(app, "a", 4, cache_size=0, dedupe_window=8).save(key, restarted, 0)
+    assert sorted(vectors) == sorted(key + b"\0" + i.encode() for i in restarted.state.ids)
+
+
+def test_cached_states_are_taken_out_while_in_use_and_dropped_at_a_rebalance() -> None:
+    app, seg, key = _App(), Segmenter(), b"t/s"
+    store = SessionStore(app, "a", 4, cache_size=2, dedupe_window=8)
+    session = store.load(key)
+    _push(seg, session, 0, 10)
+    store.save(key, session, store.generation)
+    assert store.load(key) is session  # from the cache, not decoded again
+    assert store.load(key) is not session  # taken out: a failed batch leaves no half-applied state behind
+    store.save(key, session, store.generation)
+    app.on_partitions_revoked.send()
+    assert store.load(key) is not session  # read back from the tables after the rebalance
+    started = store.generation
+    app.on_partitions_assigned.send()
+    store.save(key, session, started)  # a batch begun before the rebalance does not fill the cache
+    assert store.load(key) is not session
+
+
+def test_a_state_stored_with_inline_vectors_moves_them_to_the_vectors_table() -> None:
+    app, seg, key = _App(), Segmenter(), b"t/s"
+    state = SessionState()
+    for i, v in enumerate(_vectors(12)):
+        seg.push(state, f"e{i}", float(i), v)
+    app.tables["a-segment-sessions"] = {key: b"e11\0" + state.to_bytes()}  # the format before the store
+    store = SessionStore(app, "a", 4, cache_size=0, dedupe_window=8)
+    session = store.load(key)
+    assert session.stored == set() and session.state.to_bytes() == state.to_bytes()
+    store.save(key, session, store.generation)
+    assert len(app.tables["a-segment-vectors"]) == len(state.ids)
