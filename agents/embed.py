@@ -5,9 +5,10 @@ Validation lives here, not in a stage of its own: a separate hop cost every even
 and dispatch (about a fifth of the pipeline's non-embedding CPU on 2 cores) and ~10 ms of latency, for a
 check that takes microseconds.
 
-The embedder is the pipeline's bottleneck, so its thread is kept busy: a batch is queued on it as chunks
-(``embed.chunk``) at once, receipts are announced while the first chunk is embedded, and each chunk is
-forwarded as soon as it is done while the next one runs. Chunks keep arrival order, so every session's
+The embedder is the pipeline's bottleneck, so its thread is kept busy: a batch is embedded in chunks
+(``embed.chunk``), two queued on the thread at a time (`agents.runtime.ChunkedEmbedding`); receipts are
+announced while the first chunk is embedded, and each chunk is forwarded as soon as it is done while the
+next one runs. A recall query's embedding waits behind two chunks at most. Chunks keep arrival order, so every session's
 events reach `embedded` in order. The batch's records are acked only after its last chunk is forwarded.
 """
 
@@ -53,13 +54,11 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
                 for record in records:  # accepted: announced while the first chunk is embedded
                     await topics.memory_updates.send(key=record.key, value=encode(_received(record)))
                 done = 0
-                for chunk in chunks:
-                    vectors, seconds = await chunk
+                async for vectors, seconds in chunks:
                     metrics.embedded(seconds, len(vectors))
                     for record, vector in zip(records[done : done + len(vectors)], vectors):
                         await topics.embedded.send(key=record.key, value=encode_with_vector(record, vector))
                     done += len(vectors)
                     metrics.sent(STAGE, len(vectors))
             finally:
-                for chunk in chunks:  # stopped part way (rebalance, shutdown): skip the chunks not started
-                    chunk.cancel()
+                chunks.cancel()  # stopped part way (rebalance, shutdown): skip the chunks not started

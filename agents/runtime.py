@@ -4,9 +4,11 @@ model (each loaded and run in its own thread)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -44,6 +46,53 @@ class LazyLanguageModel:
 
     def nll(self, requests):
         return self._get().nll(requests)
+
+
+class ChunkedEmbedding:
+    """Chunks of texts embedded in order, two at a time on the embedder's thread.
+
+    The first two chunks are queued at once; each time the caller takes a chunk's result (``async for
+    vectors, seconds in …``) the next one is queued. So the thread always has the next chunk while the
+    caller forwards the last one, and a query embedded meanwhile (a recall) waits behind two chunks at
+    most, not behind the whole batch. `cancel` (or leaving the loop early) skips the chunks not started.
+    """
+
+    AHEAD = 2
+
+    def __init__(self, submit: Callable[[list[str]], asyncio.Future], texts: Sequence[str], size: int) -> None:
+        self._submit = submit
+        self._texts = list(texts)
+        self._size = size
+        self._next = 0
+        self._queued: deque[asyncio.Future[tuple[np.ndarray, float]]] = deque()
+        for _ in range(self.AHEAD):
+            self._queue_next()
+
+    def _queue_next(self) -> None:
+        if self._next < len(self._texts):
+            self._queued.append(self._submit(self._texts[self._next : self._next + self._size]))
+            self._next += self._size
+
+    def __aiter__(self) -> ChunkedEmbedding:
+        return self
+
+    async def __anext__(self) -> tuple[np.ndarray, float]:
+        if not self._queued:
+            raise StopAsyncIteration
+        try:
+            result = await self._queued[0]
+        except BaseException:
+            self.cancel()
+            raise
+        self._queued.popleft()
+        self._queue_next()
+        return result
+
+    def cancel(self) -> None:
+        for future in self._queued:
+            future.cancel()
+        self._queued.clear()
+        self._next = len(self._texts)
 
 
 class Runtime:
@@ -85,14 +134,10 @@ class Runtime:
         """Embed texts in the embedder's thread (one batch at a time)."""
         return await asyncio.get_running_loop().run_in_executor(self._embed_pool, self._embed_sync, texts)
 
-    def embed_chunks(self, texts: Sequence[str], size: int) -> list[asyncio.Future[tuple[np.ndarray, float]]]:
-        """Queue ``texts`` on the embedder's thread in chunks of ``size``, in order: one future per chunk, each
-        giving the chunk's vectors and the seconds the embedder spent on them. The thread runs the chunks
-        back to back, so it is not left idle while the caller forwards the chunks already done.
-        Cancel the futures not awaited (a chunk not started yet is then skipped)."""
-        loop = asyncio.get_running_loop()
-        return [loop.run_in_executor(self._embed_pool, self._embed_timed, list(texts[i : i + size]))
-                for i in range(0, len(texts), size)]
+    def embed_chunks(self, texts: Sequence[str], size: int) -> ChunkedEmbedding:
+        """Embed ``texts`` in chunks of ``size`` on the embedder's thread; see `ChunkedEmbedding`."""
+        submit = functools.partial(asyncio.get_running_loop().run_in_executor, self._embed_pool, self._embed_timed)
+        return ChunkedEmbedding(submit, texts, size)
 
     async def lm_surprises(self, segmenter: Segmenter, items: Sequence[tuple[SessionState, str]]) -> list[float]:
         """`Segmenter.lm_surprises` in the language model's thread (one batch of sessions' events at a time)."""

@@ -100,8 +100,8 @@ class EmbedStageSettings(BaseModel):
         0.02, gt=0, le=10, description="A partial batch is embedded after this wait (under load batches fill "
         "before it; at low rates it is latency each event pays)")
     chunk: int = Field(
-        16, ge=1, le=4096, description="Events per embedder call within a batch: chunks are queued on the "
-        "embedder's thread together, and each one is forwarded as soon as it is done")
+        16, ge=1, le=4096, description="Events per embedder call within a batch: two chunks are queued on the "
+        "embedder's thread at a time, and each one is forwarded as soon as it is done")
 
 
 class SegmentStageSettings(BaseModel):
