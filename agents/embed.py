@@ -8,8 +8,9 @@ check that takes microseconds.
 The embedder is the pipeline's bottleneck, so its thread is kept busy: a batch is embedded in chunks
 (``embed.chunk``), two queued on the thread at a time (`agents.runtime.ChunkedEmbedding`); receipts are
 announced while the first chunk is embedded, and each chunk is forwarded as soon as it is done while the
-next one runs. A recall query's embedding waits behind two chunks at most. Chunks keep arrival order, so every session's
-events reach `embedded` in order. The batch's records are acked only after its last chunk is forwarded.
+next one runs. A recall query's embedding waits behind two chunks at most. Chunks keep arrival order, so
+every session's events reach `embedded` in order. The batch's records are acked only after its last chunk
+is forwarded.
 """
 
 from __future__ import annotations

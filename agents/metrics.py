@@ -49,7 +49,8 @@ class Metrics:
             "memstream_batch_size", "Records per batch a stage processed", ["stage"],
             buckets=_SIZE_BUCKETS, registry=r)
         self.embed_batch_seconds = Histogram(
-            "memstream_embed_batch_seconds", "Embedder time of one call (a chunk of a batch)", buckets=_LATENCY_BUCKETS, registry=r)
+            "memstream_embed_batch_seconds", "Embedder time of one call (a chunk of a batch)",
+            buckets=_LATENCY_BUCKETS, registry=r)
         self.embed_event_seconds = Histogram(
             "memstream_embed_event_seconds", "Embedding time per event (batch time / batch size, one per event)",
             buckets=_LATENCY_BUCKETS, registry=r)

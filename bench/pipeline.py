@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
 from bench.corpus import wiki_sentences
 from streams.client import Publisher, subscribe
 from streams.contracts import InteractionEvent
+from streams.settings import get_settings
 from streams.workers import Deployment, free_port
 
 err = Console(stderr=True)
@@ -41,7 +43,6 @@ def embed_alone(texts: list[str], batches: tuple[int, ...]) -> dict[int, float]:
     length as the embedder does). The anchor is the best of them: the embed stage calls the embedder with
     ``embed.chunk`` texts, the embedder's own default batch is larger, and neither may flatter the ratio."""
     from models.embedder import Embedder
-    from streams.settings import get_settings
 
     embedder = Embedder(get_settings().embedder)
     embedder.embed(texts[: max(batches)])  # warm-up
@@ -82,8 +83,9 @@ def _embedded_by_worker(deployment: Deployment) -> dict[str, float]:
             counts[name] = 0.0
             continue
         counts[name] = sum(
-            float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-            if line.startswith("memstream_events_total{") and 'outcome="in"' in line and 'stage="embed"' in line)
+            sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+            if sample.name == "memstream_events_total"
+            and sample.labels.get("stage") == "embed" and sample.labels.get("outcome") == "in")
     return counts
 
 
@@ -157,9 +159,8 @@ async def _bench(n: int, sessions: int, partitions: int, timeout: float) -> dict
         bootstrap = await asyncio.to_thread(broker.up)
         try:
             err.print("[bold]embedder alone[/bold] …")
-            from streams.settings import get_settings
-
-            sizes = tuple(sorted({get_settings().embed.chunk, get_settings().embedder.batch_size}))
+            settings = get_settings()
+            sizes = tuple(sorted({settings.embed.chunk, settings.embedder.batch_size}))
             embed_rates = await asyncio.to_thread(embed_alone, texts[64:], sizes)
             embed_per_s = max(embed_rates.values())
             err.print("  " + ", ".join(f"batch {b}: {r:.0f}" for b, r in embed_rates.items()) + " sentences/s")
@@ -177,11 +178,10 @@ async def _bench(n: int, sessions: int, partitions: int, timeout: float) -> dict
             await asyncio.to_thread(broker.down)
     pipeline_per_s = runs[1]["per_s"]
     from models.onnx_cache import available_cpus
-    from streams.settings import get_settings
 
     return {
         "events": n, "sessions": sessions, "partitions": partitions,
-        "cpus": available_cpus(), "embedder_threads": get_settings().embedder.threads or available_cpus(),
+        "cpus": available_cpus(), "embedder_threads": settings.embedder.threads or available_cpus(),
         "embed_per_s": round(embed_per_s, 1),
         "embed_per_s_by_batch": {str(b): round(r, 1) for b, r in embed_rates.items()},
         "pipeline_per_s": pipeline_per_s,

@@ -58,6 +58,7 @@ __all__ = ["SegmentationConfig", "SessionState", "EpisodeChange", "Segmenter"]
 
 STATE_VERSION = 2  # 1: float32 vectors (still read)
 _MAGIC = b"MSEG"
+_STORED = "<f2"  # dtype of stored vectors (version 2)
 
 
 class SegmentationConfig(BaseModel):
@@ -217,13 +218,14 @@ class SessionState:
             "emb_history": self.emb_history,
         }
 
-    def _vector_bytes(self) -> bytes:
-        return np.ascontiguousarray(self.vectors, dtype="<f2").tobytes()
+    def vector_bytes(self, i: int | None = None) -> bytes:
+        """Stored form (little-endian float16) of the vector of ``ids[i]``, or of all of them."""
+        return np.ascontiguousarray(self.vectors if i is None else self.vectors[i], dtype=_STORED).tobytes()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict; vectors as base64 of little-endian float16 bytes, NaN scores as null."""
         data = copy.deepcopy(self._header())
-        data["vectors"] = base64.b64encode(self._vector_bytes()).decode()
+        data["vectors"] = base64.b64encode(self.vector_bytes()).decode()
         return data
 
     @classmethod
@@ -235,7 +237,7 @@ class SessionState:
         if data.get("v") not in (1, STATE_VERSION):
             raise ValueError(f"unsupported segmenter state version {data.get('v')!r}")
         dim = int(data["dim"])
-        stored = "<f4" if data["v"] == 1 else "<f2"
+        stored = "<f4" if data["v"] == 1 else _STORED
         raw = np.frombuffer(vector_bytes, dtype=stored).astype(np.float32)  # a writable copy
         return cls(
             dim=dim,
@@ -264,11 +266,7 @@ class SessionState:
         ``vectors=False`` leaves the vectors out, for a caller that stores each event's vector apart
         (`vector_bytes` gives one row) and hands them back to `from_bytes`."""
         head = orjson.dumps(self._header())
-        return _MAGIC + len(head).to_bytes(4, "little") + head + (self._vector_bytes() if vectors else b"")
-
-    def vector_bytes(self, i: int) -> bytes:
-        """Stored form of the vector of ``ids[i]`` (little-endian float16)."""
-        return np.ascontiguousarray(self.vectors[i], dtype="<f2").tobytes()
+        return _MAGIC + len(head).to_bytes(4, "little") + head + (self.vector_bytes() if vectors else b"")
 
     @classmethod
     def from_bytes(cls, data: bytes, vectors: Callable[[list[str]], bytes] | None = None) -> SessionState:

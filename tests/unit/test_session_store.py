@@ -38,6 +38,10 @@ def _vectors(n: int, seed: int = 0) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
+def _store(app: _App, cache_size: int = 0) -> SessionStore:
+    return SessionStore(app, "a", 4, cache_size=cache_size, dedupe_window=8)
+
+
 def _push(seg: Segmenter, session: Session, start: int, n: int) -> None:
     for i, v in enumerate(_vectors(n, seed=start), start=start):
         seg.push(session.state, f"e{i}", float(i), v)
@@ -46,7 +50,7 @@ def _push(seg: Segmenter, session: Session, start: int, n: int) -> None:
 
 def test_a_state_survives_a_restart_with_each_vector_stored_once() -> None:
     app, seg, key = _App(), Segmenter(), b"t/s"
-    store = SessionStore(app, "a", 4, cache_size=0, dedupe_window=8)
+    store = _store(app)
     session = store.load(key)
     _push(seg, session, 0, 40)
     store.save(key, session, store.generation)
@@ -55,18 +59,18 @@ def test_a_state_survives_a_restart_with_each_vector_stored_once() -> None:
     assert len(app.tables["a-segment-sessions"][key]) < len(session.state.to_bytes())
     assert session.applied == [f"e{i}" for i in range(32, 40)]  # the dedupe window
 
-    restarted = SessionStore(app, "a", 4, cache_size=0, dedupe_window=8).load(key)
+    restarted = _store(app).load(key)
     assert restarted.state.to_bytes() == session.state.to_bytes()
     assert restarted.applied == session.applied and restarted.stored == set(session.state.ids)
 
     _push(seg, restarted, 40, 60)  # events leave the state: their vectors leave the table
-    SessionStore(app, "a", 4, cache_size=0, dedupe_window=8).save(key, restarted, 0)
+    _store(app).save(key, restarted, 0)
     assert sorted(vectors) == sorted(key + b"\0" + i.encode() for i in restarted.state.ids)
 
 
 def test_cached_states_are_taken_out_while_in_use_and_dropped_at_a_rebalance() -> None:
     app, seg, key = _App(), Segmenter(), b"t/s"
-    store = SessionStore(app, "a", 4, cache_size=2, dedupe_window=8)
+    store = _store(app, cache_size=2)
     session = store.load(key)
     _push(seg, session, 0, 10)
     store.save(key, session, store.generation)
@@ -87,7 +91,7 @@ def test_a_state_stored_with_inline_vectors_moves_them_to_the_vectors_table() ->
     for i, v in enumerate(_vectors(12)):
         seg.push(state, f"e{i}", float(i), v)
     app.tables["a-segment-sessions"] = {key: b"e11\0" + state.to_bytes()}  # the format before the store
-    store = SessionStore(app, "a", 4, cache_size=0, dedupe_window=8)
+    store = _store(app)
     session = store.load(key)
     assert session.stored == set() and session.state.to_bytes() == state.to_bytes()
     store.save(key, session, store.generation)
