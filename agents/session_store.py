@@ -1,14 +1,17 @@
-"""Where the segment stage keeps each session's `SessionState`: two Faust tables and a cache.
+"""Where the segment stage keeps each session's `SessionState`: one Faust table and a cache.
 
-``<app>-segment-sessions`` holds, per `tenant/session`, the ids of the latest applied events and the state
-*without* its vectors; ``<app>-segment-vectors`` holds each buffered event's float16 vector under
-`tenant/session` + NUL + event id, written once when the event arrives and deleted when the state drops
-it. Rewriting every vector of the open episode on each batch made the sessions changelog ~29 kB per write
-(an episode averages ~30 buffered events); now a write is its header (~1–2 kB) plus the new vectors.
+``<app>-segment-sessions`` holds, under `tenant/session`, the ids of the latest applied events and the
+state *without* its vectors (its header), and under `tenant/session` + NUL + event id each buffered
+event's float16 vector, written once when the event arrives and deleted when the state drops it (ids
+never contain NUL, so the two kinds of key cannot meet). Rewriting every vector of the open episode on
+each batch made the changelog ~29 kB per write (an episode averages ~30 buffered events); now a write is
+its header (~1–2 kB) plus the new vectors.
 
-Writes go vectors first, header second, deletions last, all to the changelog partition of the session's
-latest event, so any prefix of them that reached the changelog before a crash is a consistent state
-(at worst a few orphaned vectors).
+Writes go vectors first, header second, deletions last, all to one changelog partition (that of the
+session's latest event). Kafka keeps one partition's records in order, so any prefix of them that reached
+the changelog before a crash is a consistent state (at worst a few orphaned vectors). Headers and vectors
+in two tables broke that: their changelogs are different partitions, flushed independently, and a worker
+killed between the two left headers whose vectors never arrived.
 
 Decoded states of the sessions this worker owns stay in a bounded LRU cache, so a batch does not read
 ~30 vectors back from RocksDB per session. The cache is dropped at every rebalance (another worker may
@@ -18,6 +21,7 @@ and put back only once it is saved: a batch that fails part way leaves nothing h
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +30,8 @@ import faust
 
 from models.segmenter import SessionState
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Session:
@@ -33,7 +39,7 @@ class Session:
 
     applied: list[str]  # ids of the latest applied events (replays are recognised by them)
     state: SessionState
-    stored: set[str] = field(default_factory=set)  # event ids whose vectors are in the vectors table
+    stored: set[str] = field(default_factory=set)  # event ids whose vectors are in the table
 
 
 def _vector_key(key: bytes, event_id: str) -> bytes:
@@ -42,8 +48,7 @@ def _vector_key(key: bytes, event_id: str) -> bytes:
 
 class SessionStore:
     def __init__(self, app: faust.App, app_id: str, partitions: int, cache_size: int, dedupe_window: int) -> None:
-        self.sessions = app.Table(f"{app_id}-segment-sessions", partitions=partitions, key_type=bytes, value_type=bytes)
-        self.vectors = app.Table(f"{app_id}-segment-vectors", partitions=partitions, key_type=bytes, value_type=bytes)
+        self.table = app.Table(f"{app_id}-segment-sessions", partitions=partitions, key_type=bytes, value_type=bytes)
         self._cache: OrderedDict[bytes, tuple[int, Session]] = OrderedDict()
         self._cache_size = cache_size
         self._window = dedupe_window
@@ -60,15 +65,23 @@ class SessionStore:
         hit = self._cache.pop(key, None)
         if hit is not None and hit[0] == self.generation:
             return hit[1]
-        raw = self.sessions.get(key)
+        raw = self.table.get(key)
         if not raw:
             return Session([], SessionState())
         ids, _, state_bytes = raw.partition(b"\0")
         from_table: list[bool] = []
 
-        def vectors(event_ids: list[str]) -> bytes:
+        def vectors(event_ids: list[str]) -> bytes | None:
             from_table.append(True)
-            return b"".join(self.vectors[_vector_key(key, i)] for i in event_ids)
+            rows = [self.table.get(_vector_key(key, i)) for i in event_ids]
+            missing = [i for i, row in zip(event_ids, rows) if row is None]
+            if missing:  # cannot happen by the write order above; if it does, say so and go on
+                log.error(
+                    "segment state of %r lacks the vectors of %d of its %d buffered events (%s…): they are "
+                    "dropped from segmentation (they stay indexed as events); the session goes on",
+                    key, len(missing), len(event_ids), ", ".join(missing[:3]))
+                return None
+            return b"".join(rows)
 
         state = SessionState.from_bytes(state_bytes, vectors)
         # a state written with its vectors inline (before this store existed) has none in the table yet
@@ -80,13 +93,13 @@ class SessionStore:
         state = session.state
         for i, event_id in enumerate(state.ids):
             if event_id not in session.stored:
-                self.vectors[_vector_key(key, event_id)] = state.vector_bytes(i)
+                self.table[_vector_key(key, event_id)] = state.vector_bytes(i)
         session.applied = session.applied[-self._window :]
-        self.sessions[key] = "\n".join(session.applied).encode() + b"\0" + state.to_bytes(vectors=False)
+        self.table[key] = "\n".join(session.applied).encode() + b"\0" + state.to_bytes(vectors=False)
         kept = set(state.ids)
         for event_id in session.stored - kept:
             try:
-                del self.vectors[_vector_key(key, event_id)]
+                del self.table[_vector_key(key, event_id)]
             except KeyError:  # pragma: no cover - already gone
                 pass
         session.stored = kept

@@ -218,6 +218,14 @@ class SessionState:
             "emb_history": self.emb_history,
         }
 
+    def drop_buffered(self) -> None:
+        """Forget every buffered event without sealing it, for a state whose vectors were lost. Counters
+        and score history go on: the next event opens a new episode with a new index."""
+        self.open_from = self.cursor = self.cur_start = self.base = self.seen
+        self.pending = self.armed = None
+        self.ids, self.ts, self.texts, self.scores, self.lm = [], [], [], [], []
+        self.vectors = np.zeros((0, self.dim), np.float32)
+
     def vector_bytes(self, i: int | None = None) -> bytes:
         """Stored form (little-endian float16) of the vector of ``ids[i]``, or of all of them."""
         return np.ascontiguousarray(self.vectors if i is None else self.vectors[i], dtype=_STORED).tobytes()
@@ -269,9 +277,10 @@ class SessionState:
         return _MAGIC + len(head).to_bytes(4, "little") + head + (self.vector_bytes() if vectors else b"")
 
     @classmethod
-    def from_bytes(cls, data: bytes, vectors: Callable[[list[str]], bytes] | None = None) -> SessionState:
+    def from_bytes(cls, data: bytes, vectors: Callable[[list[str]], bytes | None] | None = None) -> SessionState:
         """Inverse of `to_bytes`. For a state written without its vectors, ``vectors(ids)`` returns the
-        concatenated `vector_bytes` of those event ids, in order."""
+        concatenated `vector_bytes` of those event ids, in order, or None if some are lost: the state then
+        comes back with nothing buffered (`drop_buffered`)."""
         if not data.startswith(_MAGIC):
             raise ValueError("not a segmenter state")
         size = int.from_bytes(data[len(_MAGIC) : len(_MAGIC) + 4], "little")
@@ -281,7 +290,12 @@ class SessionState:
         if not raw and header["ids"] and header["dim"]:
             if vectors is None:
                 raise ValueError("segmenter state was stored without its vectors, and none were given")
-            raw = vectors(list(header["ids"]))
+            found = vectors(list(header["ids"]))
+            if found is None:
+                state = cls._load(header, bytes(len(header["ids"]) * int(header["dim"]) * np.dtype(_STORED).itemsize))
+                state.drop_buffered()
+                return state
+            raw = found
         return cls._load(header, raw)
 
 

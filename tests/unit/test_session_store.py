@@ -54,9 +54,10 @@ def test_a_state_survives_a_restart_with_each_vector_stored_once() -> None:
     session = store.load(key)
     _push(seg, session, 0, 40)
     store.save(key, session, store.generation)
-    vectors = app.tables["a-segment-vectors"]
-    assert sorted(vectors) == sorted(key + b"\0" + i.encode() for i in session.state.ids)
-    assert len(app.tables["a-segment-sessions"][key]) < len(session.state.to_bytes())
+    table = app.tables["a-segment-sessions"]  # header and vectors in one table: one changelog, in order
+    assert list(app.tables) == ["a-segment-sessions"]
+    assert sorted(table) == sorted([key] + [key + b"\0" + i.encode() for i in session.state.ids])
+    assert len(table[key]) < len(session.state.to_bytes())
     assert session.applied == [f"e{i}" for i in range(32, 40)]  # the dedupe window
 
     restarted = _store(app).load(key)
@@ -65,7 +66,7 @@ def test_a_state_survives_a_restart_with_each_vector_stored_once() -> None:
 
     _push(seg, restarted, 40, 60)  # events leave the state: their vectors leave the table
     _store(app).save(key, restarted, 0)
-    assert sorted(vectors) == sorted(key + b"\0" + i.encode() for i in restarted.state.ids)
+    assert sorted(table) == sorted([key] + [key + b"\0" + i.encode() for i in restarted.state.ids])
 
 
 def test_cached_states_are_taken_out_while_in_use_and_dropped_at_a_rebalance() -> None:
@@ -85,7 +86,7 @@ def test_cached_states_are_taken_out_while_in_use_and_dropped_at_a_rebalance() -
     assert store.load(key) is not session
 
 
-def test_a_state_stored_with_inline_vectors_moves_them_to_the_vectors_table() -> None:
+def test_a_state_stored_with_inline_vectors_moves_them_out_of_its_header() -> None:
     app, seg, key = _App(), Segmenter(), b"t/s"
     state = SessionState()
     for i, v in enumerate(_vectors(12)):
@@ -95,4 +96,21 @@ def test_a_state_stored_with_inline_vectors_moves_them_to_the_vectors_table() ->
     session = store.load(key)
     assert session.stored == set() and session.state.to_bytes() == state.to_bytes()
     store.save(key, session, store.generation)
-    assert len(app.tables["a-segment-vectors"]) == len(state.ids)
+    assert len(app.tables["a-segment-sessions"]) == 1 + len(state.ids)
+    assert len(app.tables["a-segment-sessions"][key]) < len(state.to_bytes())
+
+
+def test_a_state_whose_vectors_were_lost_goes_on_with_nothing_buffered(caplog) -> None:
+    app, seg, key = _App(), Segmenter(), b"t/s"
+    store = _store(app)
+    session = store.load(key)
+    _push(seg, session, 0, 12)
+    store.save(key, session, store.generation)
+    episode, seen = session.state.episode_index, session.state.seen
+    del app.tables["a-segment-sessions"][key + b"\0e11"]  # a write that never reached the changelog
+
+    loaded = _store(app).load(key)
+    assert "lacks the vectors of 1 of its" in caplog.text
+    assert len(loaded.state) == 0 and loaded.state.seen == seen and loaded.applied == session.applied
+    changes = seg.push(loaded.state, "e12", 12.0, _vectors(1, seed=99)[0])
+    assert [(c.kind, c.episode_index, c.event_ids) for c in changes] == [("opened", episode + 1, ["e12"])]
