@@ -68,6 +68,19 @@ async def _until_led(admin: AIOKafkaAdminClient, wanted: dict[str, int], timeout
         await asyncio.sleep(0.2)
 
 
+async def cluster_id(kafka: KafkaSettings) -> str:
+    """The id of the Kafka cluster the settings point at (new whenever a broker's storage is formatted)."""
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
+    await admin.start()
+    try:
+        found = (await admin.describe_cluster()).get("cluster_id")
+    finally:
+        await admin.close()
+    if not found:
+        raise RuntimeError(f"the broker at {kafka.bootstrap} did not say its cluster id")
+    return str(found)
+
+
 async def delete_topics(kafka: KafkaSettings, match) -> list[str]:
     """Delete every topic whose name ``match(name)`` accepts; return the names deleted."""
     admin = AIOKafkaAdminClient(**kafka.client_kwargs())

@@ -11,11 +11,12 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from streams.admin import ensure_topics
+from streams.admin import cluster_id, ensure_topics
 from streams.client import Publisher, subscribe
 from streams.codec import InvalidRecord, decode
 from streams.contracts import FeedbackEvent, InteractionEvent
 from streams.settings import get_settings
+from streams.table_state import bind_to_cluster
 
 err = Console(stderr=True)
 
@@ -41,6 +42,7 @@ def worker(
     loop.run_until_complete(ensure_topics(settings.kafka))
     chosen = tuple(s.strip() for s in stages.split(",") if s.strip()) or None
     app = create_app(settings, stages=chosen)
+    bind_to_cluster(settings.worker.state_dir, Path(app.conf.tabledir), loop.run_until_complete(cluster_id(settings.kafka)))
     worker_class(app, loglevel=loglevel, loop=loop).execute_from_commandline()
 
 
