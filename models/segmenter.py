@@ -98,7 +98,7 @@ class SegmentationConfig(BaseModel):
         default=2, ge=0, description="a candidate waits this many events for a higher score (0 = first crossing)")
     gamma: float = Field(default=1.0, description="threshold = mean + gamma·std of the previous scores")
     window: int = Field(default=64, ge=2, description="how many previous scores the threshold looks at")
-    warmup: int = Field(default=8, ge=2, description="no threshold (no surprise boundary) before this many scores")
+    warmup: int = Field(default=4, ge=2, description="no threshold (no surprise boundary) before this many scores")
     min_len: int = Field(default=6, ge=1, description="events an episode holds before a surprise can close it")
     max_len: int = Field(default=64, ge=2, description="an episode is cut when it reaches this many events")
     refine: Literal["modularity", "conductance", "none"] = Field(
