@@ -80,6 +80,7 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
             metrics.batch(STAGE, len(events))
             generation = store.generation
             sessions_now: dict[bytes, Session] = {}  # this batch's sessions, loaded once
+            replayed: dict[bytes, tuple[faust.EventT, InteractionEvent]] = {}
             todo: list[tuple[faust.EventT, InteractionEvent, np.ndarray]] = []
             for event in events:
                 try:
@@ -92,6 +93,7 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
                     sessions_now[key] = store.load(key)
                 applied = sessions_now[key].applied
                 if record.event_id in applied:  # a replay (at-least-once): state has it; pass it on, never re-apply it
+                    replayed[key] = (event, record)
                     if record.kind not in CONTROL_KINDS:
                         await topics.episodes.send(key=key, value=event.value)
                     continue
@@ -130,6 +132,13 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
                 with _as_current(event):
                     store.save(key, session, generation)
                     activity[key] = f"{now:.3f}|{record.user_id}|{open_events}".encode()
+            # A replay means the worker before stopped after some of its writes: the state (one changelog)
+            # may have reached Kafka and the activity (another) not. Write it again, or idle sealing
+            # would never see the session.
+            for key, (event, record) in replayed.items():
+                if key not in latest:
+                    with _as_current(event):
+                        activity[key] = f"{now:.3f}|{record.user_id}|{len(sessions_now[key].state)}".encode()
 
     @app.timer(interval=settings.segment.idle_check_s)
     async def seal_idle_sessions() -> None:

@@ -157,3 +157,56 @@ async def test_blend_surprise_segments_with_the_language_model(kafka_bootstrap, 
         assert "language model smollm2-135m" in ns.logs(), "the LM was not loaded"
     finally:
         ns.stop_workers()
+
+
+async def _replay_from_the_start(ns: Namespace, lose_topic: str) -> None:
+    """What a worker killed between two changelog writes leaves: ``lose_topic`` (a changelog) without its
+    latest writes, and the input read again. Here: that changelog deleted, the group's offsets on
+    `embedded` back at 0. No worker may run."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.structs import OffsetAndMetadata
+
+    from streams.admin import delete_topics
+
+    assert await delete_topics(ns.kafka, lambda name: name == lose_topic) == [lose_topic]
+    consumer = AIOKafkaConsumer(**ns.kafka.client_kwargs(), group_id=ns.app_id, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + 30
+        while lose_topic in await consumer.topics():  # deleted asynchronously by the broker
+            assert time.monotonic() < deadline, f"{lose_topic} was not deleted"
+            await asyncio.sleep(0.5)
+            await consumer._client.force_metadata_update()
+        tps = [TopicPartition(ns.kafka.topics.embedded, p) for p in range(ns.kafka.partitions)]
+        consumer.assign(tps)
+        await consumer.commit({tp: OffsetAndMetadata(0, "") for tp in tps})
+    finally:
+        await consumer.stop()
+
+
+async def test_an_idle_session_is_sealed_even_when_its_activity_was_lost_before_a_replay(kafka_bootstrap, tmp_path):
+    """Idle sealing, and the replay case: the segment state (one changelog) reached Kafka, the session's
+    activity record (another) did not. The replayed events are not applied again, but they must bring the
+    activity back, or the session's open episode would never be sealed."""
+    ns = Namespace(kafka_bootstrap, tmp_path)
+    await ns.create_topics()
+    events = session_events("acme", "idle")[:10]  # one topic, no session_end: only idleness can seal it
+    ids = [e.event_id for e in events]
+    seen: list[MemoryUpdate] = []
+    try:
+        async with subscribe(session_id="idle", kafka=ns.kafka) as updates:
+            first = ns.start_worker("first", MEMSTREAM_SEGMENT__IDLE_SEAL_S="600")
+            async with Publisher(ns.kafka) as pub:
+                await pub.publish_many(events)
+            await wait_for(updates, seen, lambda s: len(indexed(s)) >= len(events), 180, [first])
+            ns.stop_workers()
+            assert not sealed(seen)
+
+            await _replay_from_the_start(ns, f"{ns.app_id}-{ns.app_id}-segment-activity-changelog")
+            second = ns.start_worker(
+                "second", MEMSTREAM_SEGMENT__IDLE_SEAL_S="2", MEMSTREAM_SEGMENT__IDLE_CHECK_S="0.5")
+            await wait_for(updates, seen, lambda s: bool(sealed(s)), 120, [second])
+            assert [i for idx in sorted(sealed(seen)) for i in sealed(seen)[idx]] == ids
+    finally:
+        ns.stop_workers()
+        print(ns.logs()[-4000:])
