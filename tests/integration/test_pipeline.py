@@ -164,6 +164,7 @@ async def _replay_from_the_start(ns: Namespace, lose_topic: str) -> None:
     latest writes, and the input read again. Here: that changelog deleted, the group's offsets on
     `embedded` back at 0. No worker may run."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.errors import KafkaError
     from aiokafka.structs import OffsetAndMetadata
 
     from streams.admin import delete_topics
@@ -179,7 +180,13 @@ async def _replay_from_the_start(ns: Namespace, lose_topic: str) -> None:
             await consumer._client.force_metadata_update()
         tps = [TopicPartition(ns.kafka.topics.embedded, p) for p in range(ns.kafka.partitions)]
         consumer.assign(tps)
-        await consumer.commit({tp: OffsetAndMetadata(0, "") for tp in tps})
+        while True:  # the group must be empty: a worker that did not leave it is dropped after its session timeout
+            try:
+                await consumer.commit({tp: OffsetAndMetadata(0, "") for tp in tps})
+                break
+            except KafkaError:
+                assert time.monotonic() < deadline + 60, "the group's offsets could not be reset"
+                await asyncio.sleep(1)
     finally:
         await consumer.stop()
 
