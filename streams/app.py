@@ -53,6 +53,19 @@ class _App(faust.App):
     def flow_control(self) -> FlowControlEvent:
         return _FlowControl(loop=self.loop)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_rebalance_complete.connect(self._hold_fetching_until_sought)
+
+    async def _hold_fetching_until_sought(self, sender: Any, **kwargs: Any) -> None:
+        """After table recovery faust resumes the stream partitions *then* seeks them to the committed
+        offsets, while the fetcher runs (it read the changelogs): what it delivered in between is fetched
+        again after the seek and processed twice (a worker started on a backlog of 10 records announced 9 of
+        them twice). faust sends this signal just before; stopping the consumer's flow here holds the
+        fetcher until faust resumes the flow right after its seek. Records it had fetched but not delivered
+        are dropped by faust and fetched again from the committed offsets, so nothing is skipped."""
+        self.consumer.stop_flow()
+
 
 def _credentials(settings: Settings) -> Any:
     kafka = settings.kafka
