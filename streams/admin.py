@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -12,6 +14,17 @@ from aiokafka.errors import TopicAlreadyExistsError
 from streams.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def admin_client(kafka: KafkaSettings) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A started admin client with the settings' bootstrap and security options, closed on exit."""
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
+    await admin.start()
+    try:
+        yield admin
+    finally:
+        await admin.close()
 
 
 async def ensure_topics(
@@ -25,9 +38,7 @@ async def ensure_topics(
     """
     wanted = {name: kafka.partitions for name in kafka.topics.all()}
     wanted.update(extra or {})
-    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
-    await admin.start()
-    try:
+    async with admin_client(kafka) as admin:
         existing = set(await admin.list_topics())
         missing = [
             NewTopic(name=name, num_partitions=parts, replication_factor=kafka.replication_factor)
@@ -42,8 +53,6 @@ async def ensure_topics(
             log.info("created topics %s", [t.name for t in missing])
         await _until_led(admin, wanted, timeout_s)
         return [t.name for t in missing]
-    finally:
-        await admin.close()
 
 
 async def _until_led(admin: AIOKafkaAdminClient, wanted: dict[str, int], timeout_s: float) -> None:
@@ -70,12 +79,8 @@ async def _until_led(admin: AIOKafkaAdminClient, wanted: dict[str, int], timeout
 
 async def cluster_id(kafka: KafkaSettings) -> str:
     """The id of the Kafka cluster the settings point at (new whenever a broker's storage is formatted)."""
-    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
-    await admin.start()
-    try:
+    async with admin_client(kafka) as admin:
         found = (await admin.describe_cluster()).get("cluster_id")
-    finally:
-        await admin.close()
     if not found:
         raise RuntimeError(f"the broker at {kafka.bootstrap} did not say its cluster id")
     return str(found)
@@ -83,13 +88,9 @@ async def cluster_id(kafka: KafkaSettings) -> str:
 
 async def delete_topics(kafka: KafkaSettings, match) -> list[str]:
     """Delete every topic whose name ``match(name)`` accepts; return the names deleted."""
-    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
-    await admin.start()
-    try:
+    async with admin_client(kafka) as admin:
         names = sorted(name for name in await admin.list_topics() if match(name))
         if names:
             await admin.delete_topics(names)
             log.info("deleted topics %s", names)
         return names
-    finally:
-        await admin.close()

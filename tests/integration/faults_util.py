@@ -13,11 +13,11 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from agents.store import Collection, EdgeStore, StoreConfig
 from models.segmenter import Segmenter, SegmentationConfig, SessionState
+from streams.admin import admin_client
 from streams.codec import decode, decode_with_vector
 from streams.contracts import CONTROL_KINDS, InteractionEvent, MemoryUpdate
 from streams.settings import KafkaSettings
@@ -136,23 +136,15 @@ class UpdateLog:
 
 async def committed_offsets(kafka: KafkaSettings, group: str, topic: str) -> dict[int, int]:
     """The consumer group's committed offset of each partition of `topic` (absent: none committed)."""
-    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
-    await admin.start()
-    try:
+    async with admin_client(kafka) as admin:
         offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
     return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0}
 
 
 async def group_assignment(kafka: KafkaSettings, group: str) -> list[dict[str, set[int]]]:
     """Each member's assigned partitions, by topic (Faust's assignor puts actives and standbys there)."""
-    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
-    await admin.start()
-    try:
+    async with admin_client(kafka) as admin:
         (response,) = await admin.describe_consumer_groups([group])
-    finally:
-        await admin.close()
     members = []
     for group_info in response.groups:
         for member in group_info[5]:  # (error, group, state, protocol type, protocol, members, …)

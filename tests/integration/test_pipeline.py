@@ -167,17 +167,17 @@ async def _replay_from_the_start(ns: Namespace, lose_topic: str) -> None:
     from aiokafka.errors import KafkaError
     from aiokafka.structs import OffsetAndMetadata
 
-    from streams.admin import delete_topics
+    from streams.admin import admin_client, delete_topics
 
     assert await delete_topics(ns.kafka, lambda name: name == lose_topic) == [lose_topic]
+    deadline = time.monotonic() + 30
+    async with admin_client(ns.kafka) as admin:
+        while lose_topic in await admin.list_topics():  # deleted asynchronously by the broker
+            assert time.monotonic() < deadline, f"{lose_topic} was not deleted"
+            await asyncio.sleep(0.5)
     consumer = AIOKafkaConsumer(**ns.kafka.client_kwargs(), group_id=ns.app_id, enable_auto_commit=False)
     await consumer.start()
     try:
-        deadline = time.monotonic() + 30
-        while lose_topic in await consumer.topics():  # deleted asynchronously by the broker
-            assert time.monotonic() < deadline, f"{lose_topic} was not deleted"
-            await asyncio.sleep(0.5)
-            await consumer._client.force_metadata_update()
         tps = [TopicPartition(ns.kafka.topics.embedded, p) for p in range(ns.kafka.partitions)]
         consumer.assign(tps)
         while True:  # the group must be empty: a worker that did not leave it is dropped after its session timeout
