@@ -126,19 +126,16 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
                     metrics.episode(change.kind, len(change.event_ids))
             now = time.time()
             latest = {record.key: (event, record) for event, record, _ in todo}  # sessions moved on, latest event
-            for key, (event, record) in latest.items():  # state last, once per session and batch
+            # State last, once per session and batch. The activity is written for replayed sessions too: a
+            # replay means the worker before stopped after some of its writes, and the state (one changelog)
+            # may have reached Kafka and the activity (another) not; idle sealing would never see the session.
+            for key, (event, record) in {**replayed, **latest}.items():
                 session = sessions_now[key]
                 open_events = len(session.state) if record.kind not in CONTROL_KINDS else 0
                 with _as_current(event):
-                    store.save(key, session, generation)
+                    if key in latest:
+                        store.save(key, session, generation)
                     activity[key] = f"{now:.3f}|{record.user_id}|{open_events}".encode()
-            # A replay means the worker before stopped after some of its writes: the state (one changelog)
-            # may have reached Kafka and the activity (another) not. Write it again, or idle sealing
-            # would never see the session.
-            for key, (event, record) in replayed.items():
-                if key not in latest:
-                    with _as_current(event):
-                        activity[key] = f"{now:.3f}|{record.user_id}|{len(sessions_now[key].state)}".encode()
 
     @app.timer(interval=settings.segment.idle_check_s)
     async def seal_idle_sessions() -> None:
