@@ -21,6 +21,7 @@ from agents.store.base import (
     StoreConfig,
     StoreError,
     StoreLockedError,
+    StoreSchemaError,
 )
 from agents.store.edge import EdgeStore
 from agents.store.ids import episode_point_id, error_point_id, event_point_id
@@ -44,6 +45,7 @@ __all__ = [
     "StoreConfig",
     "StoreError",
     "StoreLockedError",
+    "StoreSchemaError",
     "episode_point_id",
     "error_point_id",
     "event_point_id",
@@ -52,8 +54,13 @@ __all__ = [
 ]
 
 
-def make_store(config: StoreConfig, *, state_dir: Path | str = Path("var/state")) -> EdgeStore | ServerStore:
-    """The configured backend, not yet opened: ``async with make_store(cfg) as store: …``."""
+def make_store(
+    config: StoreConfig, *, state_dir: Path | str = Path("var/state"), migrate: bool = False
+) -> EdgeStore | ServerStore:
+    """The configured backend, not yet opened: ``async with make_store(cfg) as store: …``.
+
+    ``migrate`` lets an older store gain the vectors this version needs (`memstream store reindex`);
+    without it such a store refuses to open with :class:`StoreSchemaError`."""
     if config.backend == "server":
-        return ServerStore(config)
-    return EdgeStore(config, state_dir=state_dir)
+        return ServerStore(config, migrate=migrate)
+    return EdgeStore(config, state_dir=state_dir, migrate=migrate)

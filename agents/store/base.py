@@ -16,6 +16,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from models.lexical import LexicalConfig, SparseVector
+
 __all__ = [
     "Collection",
     "EpisodeHit",
@@ -30,6 +32,7 @@ __all__ = [
     "StoreConfig",
     "StoreError",
     "StoreLockedError",
+    "StoreSchemaError",
 ]
 
 EpisodeState = Literal["opened", "sealed"]
@@ -62,6 +65,9 @@ class StoreConfig(BaseModel):
     upsert_batch: int = Field(
         128, ge=1, le=4096, description="Points per write; an edge write holds the GIL for its whole batch."
     )
+    lexical: LexicalConfig = Field(
+        default_factory=LexicalConfig, description="How event texts become the sparse (BM25) vectors of hybrid search."
+    )
     edge_search_threads: int | None = Field(
         None, ge=1, description="Edge: threads of the shard's search pool (None = one per CPU)."
     )
@@ -78,6 +84,11 @@ class StoreLockedError(StoreError):
     """Another opener (process or object) already holds this edge store's directory."""
 
 
+class StoreSchemaError(StoreError):
+    """The store was written by an older memstream and lacks vectors this one needs: run
+    ``memstream store reindex`` (nothing is dropped or rewritten silently)."""
+
+
 class StoreClosedError(StoreError):
     """The store was used before ``open()`` or after ``close()``."""
 
@@ -92,7 +103,13 @@ def _vector_field() -> Any:
 
 @dataclass(frozen=True, slots=True)
 class EventPoint:
-    """One embedded interaction. ``vector`` is required on upsert; reads return it only on request."""
+    """One embedded interaction. ``vector`` is required on upsert; reads return it only on request.
+
+    Hybrid search reads two more vectors of an event: ``context_vector`` (dense) and ``lexical`` (sparse
+    BM25 weights), its own vectors mixed with its episode neighbours' once the episode is sealed
+    (`models.event_context`). Left None on upsert they are the event's own: ``vector`` and the lexical
+    vector of ``text``.
+    """
 
     tenant_id: str
     user_id: str
@@ -105,6 +122,8 @@ class EventPoint:
     role: str = "user"
     kind: str = "message"
     attributes: Mapping[str, Scalar] = field(default_factory=dict)
+    context_vector: ArrayLike | None = _vector_field()
+    lexical: SparseVector | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +203,24 @@ class MemoryStore(Protocol):
         until: float | None = None,
         limit: int = 10,
     ) -> list[EventHit]: ...
+
+    async def hybrid_events(
+        self,
+        vector: ArrayLike,
+        lexical: SparseVector,
+        *,
+        tenant_id: str,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 10,
+        candidates: int = 400,
+    ) -> list[EventHit]:
+        """Events by dense and lexical similarity of their context vectors, fused inside the store: the
+        best ``candidates`` of each, distribution-based score fusion (each list's scores scaled by its
+        mean ± 3 std, then summed), best ``limit`` first. Filters apply to both lists."""
+        ...
 
     async def search_episodes(
         self,

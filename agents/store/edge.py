@@ -21,8 +21,15 @@ from typing import Any, Callable, TypeVar
 import numpy as np
 import qdrant_edge as qe
 
-from agents.store.base import Collection, StoreClosedError, StoreConfig, StoreError, StoreLockedError
-from agents.store.schema import INDEXES, IndexKind
+from agents.store.base import (
+    Collection,
+    StoreClosedError,
+    StoreConfig,
+    StoreError,
+    StoreLockedError,
+    StoreSchemaError,
+)
+from agents.store.schema import CONTEXT, INDEXES, LEXICAL, HybridQuery, IndexKind, NamedVectors
 from agents.store.scope import AnyOf, Condition, HasIds, Match, Range, Scope
 from agents.store.scoped import Found, ScopedStore
 
@@ -66,8 +73,13 @@ def _filter(where: Scope) -> Any:
 class EdgeStore(ScopedStore):
     """The embedded default. Persistent on disk (WAL); survives close/reopen and hard exits."""
 
-    def __init__(self, config: StoreConfig, *, state_dir: Path | str = Path("var/state")) -> None:
+    def __init__(
+        self, config: StoreConfig, *, state_dir: Path | str = Path("var/state"), migrate: bool = False
+    ) -> None:
+        """``migrate``: add missing hybrid-search vectors to an older store instead of refusing it (what
+        `memstream store reindex` does before it backfills them)."""
         super().__init__(config)
+        self._migrate = migrate
         self.path = config.edge_path(state_dir)
         self._shards: dict[Collection, Any] = {}
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -92,9 +104,13 @@ class EdgeStore(ScopedStore):
 
     # -- lifecycle --------------------------------------------------------------------------------------
 
-    def _edge_config(self) -> Any:
+    def _edge_config(self, collection: Collection) -> Any:
+        dense = qe.EdgeVectorParams(size=self.config.dim, distance=qe.Distance.Cosine)
+        hybrid = collection is Collection.EVENTS
         return qe.EdgeConfig(
-            vectors=qe.EdgeVectorParams(size=self.config.dim, distance=qe.Distance.Cosine),
+            vectors={"": dense, CONTEXT: qe.EdgeVectorParams(size=self.config.dim, distance=qe.Distance.Dot)}
+            if hybrid else dense,
+            sparse_vectors={LEXICAL: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)} if hybrid else None,
             # indexing_threshold=0: optimize() never builds HNSW, it only vacuums (see compact_offline).
             optimizers=qe.EdgeOptimizersConfig(indexing_threshold=0),
             max_search_threads=self.config.edge_search_threads,
@@ -103,11 +119,26 @@ class EdgeStore(ScopedStore):
     def _open_shard(self, collection: Collection) -> Any:
         directory = self.path / collection.value
         directory.mkdir(parents=True, exist_ok=True)
+        config = self._edge_config(collection)
         try:
             if (directory / _CONFIG_FILE).exists():
-                shard = qe.EdgeShard.load(str(directory), self._edge_config())
+                try:
+                    shard = qe.EdgeShard.load(str(directory), config)
+                except Exception as exc:
+                    if "incompatible" not in str(exc) or collection is not Collection.EVENTS:
+                        raise
+                    if not self._migrate:
+                        raise StoreSchemaError(
+                            f"{directory} was written by an older memstream (no hybrid-search vectors): run "
+                            "`memstream store reindex` once, with no worker running"
+                        ) from exc
+                    shard = qe.EdgeShard.load(str(directory))
+                    shard.update(qe.UpdateOperation.create_dense_vector(CONTEXT, self.config.dim, qe.Distance.Dot))
+                    shard.update(qe.UpdateOperation.create_sparse_vector(LEXICAL, modifier=qe.Modifier.Idf))
             else:
-                shard = qe.EdgeShard.create(str(directory), self._edge_config())
+                shard = qe.EdgeShard.create(str(directory), config)
+        except StoreSchemaError:
+            raise
         except Exception as exc:  # the bindings raise plain Exception
             if "WouldBlock" in str(exc):
                 raise StoreLockedError(
@@ -163,10 +194,17 @@ class EdgeStore(ScopedStore):
     # -- primitives (each runs whole on the store thread) -----------------------------------------------
 
     async def _upsert(
-        self, collection: Collection, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]]
+        self, collection: Collection, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]],
+        named: list[NamedVectors] | None = None,
     ) -> None:
         def work() -> None:
-            rows = vectors.tolist()
+            rows: list[Any] = vectors.tolist()
+            if named is not None:
+                rows = [
+                    {"": row, CONTEXT: n.context.tolist(),
+                     LEXICAL: qe.SparseVector(list(n.lexical.indices), list(n.lexical.values))}
+                    for row, n in zip(rows, named)
+                ]
             points = [qe.Point(i, v, p) for i, v, p in zip(ids, rows, payloads)]
             self._shard(collection).update(qe.UpdateOperation.upsert_points(points))
 
@@ -186,6 +224,35 @@ class EdgeStore(ScopedStore):
 
         def work() -> list[Found]:
             return [(p.payload or {}, None, p.score) for p in self._shard(collection).query(request)]
+
+        return await self._run(work)
+
+    async def _hybrid(self, collection: Collection, query: HybridQuery, where: Scope) -> list[Found]:
+        flt = _filter(where)
+        lexical = qe.SparseVector(list(query.lexical.indices), list(query.lexical.values))
+        prefetches = [qe.Prefetch(limit=query.candidates, query=qe.Query.Nearest(query.dense, using=CONTEXT), filter=flt)]
+        if len(query.lexical):
+            prefetches.append(
+                qe.Prefetch(limit=query.candidates, query=qe.Query.Nearest(lexical, using=LEXICAL), filter=flt)
+            )
+        request = qe.QueryRequest(
+            limit=query.limit, query=qe.Fusion.Dbsf(), prefetches=prefetches, filter=flt,
+            with_payload=True, with_vector=False,
+        )
+
+        def work() -> list[Found]:
+            return [(p.payload or {}, None, p.score) for p in self._shard(collection).query(request)]
+
+        return await self._run(work)
+
+    async def _scroll_page(
+        self, collection: Collection, offset: Any, limit: int
+    ) -> tuple[list[Found], Any]:
+        request = qe.ScrollRequest(offset=offset, limit=limit, with_payload=True, with_vector=True)
+
+        def work() -> tuple[list[Found], Any]:
+            records, next_offset = self._shard(collection).scroll(request)
+            return [(r.payload or {}, r.vector, None) for r in records], next_offset
 
         return await self._run(work)
 

@@ -5,14 +5,42 @@ Shared by both backends so that they store byte-for-byte the same payloads.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
 import numpy as np
 
 from agents.store.base import Collection, EpisodePoint, ErrorPoint, EventPoint
 from agents.store.ids import episode_point_id, error_point_id, event_point_id
+from models.lexical import SparseVector
 
-__all__ = ["INDEXES", "IndexKind", "from_payload", "point_id", "to_payload"]
+__all__ = [
+    "CONTEXT", "HybridQuery", "INDEXES", "IndexKind", "LEXICAL", "NamedVectors", "from_payload", "point_id", "to_payload",
+]
+
+# Events carry three vectors: "" (their own embedding, cosine), CONTEXT (dense search vector, dot product:
+# own embedding mixed with the episode's neighbours) and LEXICAL (sparse BM25 weights, IDF applied by the
+# store). Episodes and error samples have the unnamed dense vector only.
+CONTEXT = "context"
+LEXICAL = "lexical"
+
+
+@dataclass(frozen=True, slots=True)
+class NamedVectors:
+    """An event's hybrid-search vectors, as the backends write them beside its own embedding."""
+
+    context: np.ndarray
+    lexical: SparseVector
+
+
+@dataclass(frozen=True, slots=True)
+class HybridQuery:
+    """Dense and lexical query vectors; the best ``candidates`` of each are fused, ``limit`` returned."""
+
+    dense: list[float]
+    lexical: SparseVector
+    limit: int
+    candidates: int
 
 IndexKind = Literal["tenant", "keyword", "float", "integer"]
 

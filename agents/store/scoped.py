@@ -26,7 +26,8 @@ from agents.store.base import (
     as_query,
 )
 from agents.store.ids import episode_point_id, error_point_id, event_point_id
-from agents.store.schema import from_payload, point_id, to_payload
+from agents.store.schema import HybridQuery, NamedVectors, from_payload, point_id, to_payload
+from models.lexical import LexicalEncoder, SparseVector
 from agents.store.scope import AnyOf, HasIds, Match, Range, Scope, require_tenant, scope, time_window
 
 __all__ = ["Found", "ScopedStore"]
@@ -40,14 +41,33 @@ class ScopedStore(StoreLifecycle, abc.ABC):
 
     def __init__(self, config: StoreConfig) -> None:
         self.config = config
+        self._lexical_encoder: LexicalEncoder | None = None
+
+    @property
+    def lexical(self) -> LexicalEncoder:
+        """The encoder of event texts and queries into sparse vectors (built on first use)."""
+        if self._lexical_encoder is None:
+            self._lexical_encoder = LexicalEncoder(self.config.lexical)
+        return self._lexical_encoder
 
     # -- primitives -------------------------------------------------------------------------------------
 
     @abc.abstractmethod
     async def _upsert(
-        self, collection: Collection, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]]
+        self, collection: Collection, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]],
+        named: list[NamedVectors] | None = None,
     ) -> None:
-        """Write one batch (at most ``config.upsert_batch`` points)."""
+        """Write one batch (at most ``config.upsert_batch`` points); events come with their ``named``
+        hybrid-search vectors."""
+
+    @abc.abstractmethod
+    async def _hybrid(self, collection: Collection, query: HybridQuery, where: Scope) -> list[Found]:
+        """Dense (CONTEXT) and lexical (LEXICAL) prefetches under ``where``, fused by DBSF in the store."""
+
+    @abc.abstractmethod
+    async def _scroll_page(self, collection: Collection, offset: Any, limit: int) -> tuple[list[Found], Any]:
+        """One page of every point of a collection, all tenants, with all vectors, and the next page's
+        offset (None after the last): the reindex's read."""
 
     @abc.abstractmethod
     async def _query(
@@ -75,7 +95,24 @@ class ScopedStore(StoreLifecycle, abc.ABC):
         for start in range(0, len(records), step):
             chunk = records[start : start + step]
             vectors = as_matrix([r.vector for r in chunk], self.config.dim)
-            await self._upsert(collection, [point_id(r) for r in chunk], vectors, [to_payload(r) for r in chunk])
+            named = self._named_vectors(chunk, vectors) if collection is Collection.EVENTS else None
+            await self._upsert(
+                collection, [point_id(r) for r in chunk], vectors, [to_payload(r) for r in chunk], named
+            )
+
+    def _named_vectors(self, events: Sequence[EventPoint], own: np.ndarray) -> list[NamedVectors]:
+        """Each event's hybrid-search vectors: those it brings, else its own (unit embedding, text's BM25)."""
+        norms = np.linalg.norm(own, axis=1, keepdims=True)
+        unit = own / np.where(norms > 0, norms, 1.0)
+        given = [e.context_vector for e in events]
+        context = unit.copy()
+        if any(v is not None for v in given):
+            rows = [i for i, v in enumerate(given) if v is not None]
+            context[rows] = as_matrix([given[i] for i in rows], self.config.dim)
+        return [
+            NamedVectors(context[i], e.lexical if e.lexical is not None else self.lexical.document(e.text))
+            for i, e in enumerate(events)
+        ]
 
     async def upsert_events(self, points: Sequence[EventPoint]) -> None:
         await self._upsert_records(Collection.EVENTS, points)
@@ -101,6 +138,26 @@ class ScopedStore(StoreLifecycle, abc.ABC):
     ) -> list[EventHit]:
         where = scope(tenant_id, user_id=user_id, session_id=session_id, must=time_window(since, until))
         found = await self._query(Collection.EVENTS, as_query(vector, self.config.dim), where, limit, None)
+        return [EventHit(from_payload(Collection.EVENTS, p, v), s) for p, v, s in found]  # type: ignore[arg-type]
+
+    async def hybrid_events(
+        self,
+        vector: ArrayLike,
+        lexical: SparseVector,
+        *,
+        tenant_id: str,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 10,
+        candidates: int = 400,
+    ) -> list[EventHit]:
+        if limit < 1 or candidates < 1:
+            raise ValueError("limit and candidates must be >= 1")
+        where = scope(tenant_id, user_id=user_id, session_id=session_id, must=time_window(since, until))
+        query = HybridQuery(as_query(vector, self.config.dim), lexical, limit, max(candidates, limit))
+        found = await self._hybrid(Collection.EVENTS, query, where)
         return [EventHit(from_payload(Collection.EVENTS, p, v), s) for p, v, s in found]  # type: ignore[arg-type]
 
     async def search_episodes(

@@ -14,8 +14,8 @@ import numpy as np
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
-from agents.store.base import Collection, StoreClosedError, StoreConfig, StoreError
-from agents.store.schema import INDEXES, IndexKind
+from agents.store.base import Collection, StoreClosedError, StoreConfig, StoreError, StoreSchemaError
+from agents.store.schema import CONTEXT, INDEXES, LEXICAL, HybridQuery, IndexKind, NamedVectors
 from agents.store.scope import AnyOf, Condition, HasIds, Match, Range, Scope
 from agents.store.scoped import Found, ScopedStore
 
@@ -55,8 +55,13 @@ def _filter(where: Scope) -> models.Filter | None:
 class ServerStore(ScopedStore):
     """Qdrant server backend. Pass ``client`` to use one you made (tests: ``location=":memory:"``)."""
 
-    def __init__(self, config: StoreConfig, *, client: AsyncQdrantClient | None = None) -> None:
+    def __init__(
+        self, config: StoreConfig, *, client: AsyncQdrantClient | None = None, migrate: bool = False
+    ) -> None:
+        """``migrate``: add missing hybrid-search vectors to an older events collection instead of refusing
+        it (`memstream store reindex`; a server needs Qdrant ≥ 1.18 for that)."""
         super().__init__(config)
+        self._migrate = migrate
         self._client: AsyncQdrantClient | None = client
         self._owns_client = client is None
         self._open = False
@@ -87,19 +92,46 @@ class ServerStore(ScopedStore):
 
     async def _ensure_collection(self, client: AsyncQdrantClient, collection: Collection) -> None:
         name = self.name(collection)
+        dense = models.VectorParams(size=self.config.dim, distance=models.Distance.COSINE)
+        hybrid = collection is Collection.EVENTS
         if not await client.collection_exists(name):
             try:
                 await client.create_collection(
-                    name, vectors_config=models.VectorParams(size=self.config.dim, distance=models.Distance.COSINE)
+                    name,
+                    vectors_config={"": dense, CONTEXT: models.VectorParams(size=self.config.dim, distance=models.Distance.DOT)}
+                    if hybrid else dense,
+                    sparse_vectors_config={LEXICAL: models.SparseVectorParams(modifier=models.Modifier.IDF)}
+                    if hybrid else None,
                 )
             except UnexpectedResponse as exc:  # another worker created it first
                 if not await client.collection_exists(name):
                     raise StoreError(f"cannot create collection {name}: {exc}") from exc
         info = await client.get_collection(name)
         vectors = info.config.params.vectors
-        size = vectors.size if isinstance(vectors, models.VectorParams) else None
+        own = vectors.get("") if isinstance(vectors, dict) else vectors
+        size = own.size if isinstance(own, models.VectorParams) else None
         if size != self.config.dim:
             raise StoreError(f"collection {name} holds vectors of size {size}, expected {self.config.dim}")
+        if hybrid:
+            await self._ensure_hybrid_vectors(client, name, vectors, info.config.params.sparse_vectors or {})
+
+    async def _ensure_hybrid_vectors(self, client: AsyncQdrantClient, name: str, dense: Any, sparse: Any) -> None:
+        has_context = isinstance(dense, dict) and CONTEXT in dense
+        if has_context and LEXICAL in sparse:
+            return
+        if not self._migrate:
+            raise StoreSchemaError(
+                f"collection {name} was written by an older memstream (no hybrid-search vectors): run "
+                "`memstream store reindex` once"
+            )
+        if not has_context:
+            await client.create_vector_name(
+                name, CONTEXT, models.DenseVectorNameConfig(
+                    dense=models.DenseVectorConfig(size=self.config.dim, distance=models.Distance.DOT)))
+        if LEXICAL not in sparse:
+            await client.create_vector_name(
+                name, LEXICAL, models.SparseVectorNameConfig(
+                    sparse=models.SparseVectorConfig(modifier=models.Modifier.IDF)))
         existing = set((info.payload_schema or {}).keys())
         for field, kind in INDEXES[collection].items():
             if field in existing:
@@ -134,10 +166,38 @@ class ServerStore(ScopedStore):
     # -- primitives -------------------------------------------------------------------------------------
 
     async def _upsert(
-        self, collection: Collection, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]]
+        self, collection: Collection, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]],
+        named: list[NamedVectors] | None = None,
     ) -> None:
-        batch = models.Batch(ids=ids, vectors=vectors.tolist(), payloads=payloads)
-        await self.client.upsert(self.name(collection), points=batch, wait=True)
+        if named is None:
+            batch = models.Batch(ids=ids, vectors=vectors.tolist(), payloads=payloads)
+            await self.client.upsert(self.name(collection), points=batch, wait=True)
+            return
+        points = [
+            models.PointStruct(id=i, payload=p, vector={
+                "": row, CONTEXT: n.context.tolist(),
+                LEXICAL: models.SparseVector(indices=list(n.lexical.indices), values=list(n.lexical.values))})
+            for i, row, p, n in zip(ids, vectors.tolist(), payloads, named)
+        ]
+        await self.client.upsert(self.name(collection), points=points, wait=True)
+
+    async def _hybrid(self, collection: Collection, query: HybridQuery, where: Scope) -> list[Found]:
+        flt = _filter(where)
+        prefetch = [models.Prefetch(query=query.dense, using=CONTEXT, limit=query.candidates, filter=flt)]
+        if len(query.lexical):
+            lexical = models.SparseVector(indices=list(query.lexical.indices), values=list(query.lexical.values))
+            prefetch.append(models.Prefetch(query=lexical, using=LEXICAL, limit=query.candidates, filter=flt))
+        response = await self.client.query_points(
+            self.name(collection), prefetch=prefetch, query=models.FusionQuery(fusion=models.Fusion.DBSF),
+            query_filter=flt, limit=query.limit, with_payload=True, with_vectors=False,
+        )
+        return [(p.payload or {}, None, p.score) for p in response.points]
+
+    async def _scroll_page(self, collection: Collection, offset: Any, limit: int) -> tuple[list[Found], Any]:
+        records, next_offset = await self.client.scroll(
+            self.name(collection), offset=offset, limit=limit, with_payload=True, with_vectors=True
+        )
+        return [(r.payload or {}, r.vector, None) for r in records], next_offset
 
     async def _query(
         self, collection: Collection, vector: list[float], where: Scope, limit: int, score_threshold: float | None
