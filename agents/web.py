@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from agents import compensate
 from agents.runtime import Runtime
-from agents.store import recall
+from agents.store import recall, recall_events
 from streams.api import ForgetRequest, GetRequest, RecallRequest
 from streams.codec import encode, validation_reason as _reason
 from streams.contracts import MemoryUpdate
@@ -40,13 +40,25 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
     class RecallView(View):
         async def post(self, request: Request) -> Response:
             body = await _body(request, RecallRequest)
+            defaults = runtime.settings.recall
             vector = (await runtime.embed([body.query]))[0]
+            store = await runtime.store()
+            if (body.mode or defaults.mode) == "episodes":
+                with metrics.store_timer("recall"):
+                    episodes = await recall(
+                        store, vector, body.tenant_id, user_id=body.user_id, session_id=body.session_id,
+                        k_s=body.k_s, k_c=body.k_c, since=body.since, until=body.until,
+                    )
+                return self.json({"mode": "episodes", "episodes": [e.to_dict() for e in episodes]})
             with metrics.store_timer("recall"):
-                episodes = await recall(
-                    await runtime.store(), vector, body.tenant_id, user_id=body.user_id, session_id=body.session_id,
-                    k_s=body.k_s, k_c=body.k_c, since=body.since, until=body.until,
+                events = await recall_events(
+                    store, vector, store.lexical.query(body.query), body.tenant_id, user_id=body.user_id,
+                    session_id=body.session_id, since=body.since, until=body.until,
+                    budget=body.budget or defaults.budget,
+                    episode_turns=defaults.episode_turns if body.episode_turns is None else body.episode_turns,
+                    candidates=defaults.candidates,
                 )
-            return self.json({"episodes": [e.to_dict() for e in episodes]})
+            return self.json({"mode": "events", "events": [e.to_dict() for e in events]})
 
     @app.page("/get/")
     class GetView(View):

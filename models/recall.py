@@ -1,4 +1,11 @@
-"""Two-stage recall selection (EM-LLM style), pure: no store, no I/O.
+"""Recall selection, pure: no store, no I/O.
+
+Event mode (the default): the store ranks events by hybrid similarity (`agents.store` fuses dense and
+lexical scores of each event's context vectors); :func:`within_budget` orders what is returned so that
+the first B events are the best B for every B up to the budget: each hit, then up to ``episode_turns``
+turns of its episode nearest to it in time, then the next hit.
+
+Episode mode (the earlier two-stage recall, EM-LLM style):
 
 Stage 1 (similarity) is the store's top-k_s episodes for the query. Stage 2 (contiguity) adds, for each
 hit, the episodes within ``k_c`` places of it in the same session (indices i-k_c … i+k_c), because what
@@ -12,9 +19,63 @@ own score). The selection is deduplicated by (session_id, episode_index) and ord
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, Mapping, Protocol, Sequence, TypeVar
+from typing import Generic, Hashable, Literal, Mapping, Protocol, Sequence, TypeVar
 
-__all__ = ["EpisodeLike", "Key", "Selected", "neighbour_keys", "select_contiguous"]
+from pydantic import BaseModel, Field
+
+__all__ = [
+    "EpisodeLike", "Key", "RecallConfig", "Selected", "neighbour_keys", "select_contiguous", "within_budget",
+]
+
+
+class RecallConfig(BaseModel):
+    """Recall defaults (settings ``MEMSTREAM_RECALL__*``; a request may override mode, budget, turns)."""
+
+    mode: Literal["events", "episodes"] = Field(
+        "events", description="events: hybrid search over events, episodes as context; episodes: the two-stage "
+        "episode recall (top k_s episodes by centroid, k_c neighbours each)")
+    budget: int = Field(20, ge=1, le=1000, description="Events returned at most (event mode)")
+    episode_turns: int = Field(
+        0, ge=0, le=50, description="Event mode: turns of a hit's episode returned right after it (nearest in time "
+        "first). 0 on the LoCoMo dev set was best at budgets 10 and 20, 1 at budget 50")
+    candidates: int = Field(
+        400, ge=1, le=10_000, description="Events each of the dense and lexical searches passes to the fusion")
+    context_beta: float = Field(
+        0.5, ge=0.0, le=4.0, description="Weight of an event's episode neighbours in its search vectors (set when "
+        "its episode is sealed; change it, then run `memstream store reindex`)")
+
+
+H = TypeVar("H", bound=Hashable)
+
+
+def within_budget(
+    hits: Sequence[H], mates: Mapping[H, Sequence[H]], episode_turns: int, budget: int
+) -> list[tuple[H, H | None]]:
+    """``(item, hit it came with or None for a hit)`` in return order, at most ``budget`` of them.
+
+    ``hits`` are best first; ``mates[hit]`` are the other turns of the hit's episode, nearest in time
+    first. Each item appears once: a turn already returned is not returned again as a mate or a hit.
+    """
+    if budget < 0 or episode_turns < 0:
+        raise ValueError("budget and episode_turns must be >= 0")
+    out: list[tuple[H, H | None]] = []
+    seen: set[H] = set()
+    for hit in hits:
+        if len(out) >= budget:
+            break
+        if hit in seen:
+            continue
+        out.append((hit, None))
+        seen.add(hit)
+        added = 0
+        for mate in mates.get(hit, ()):
+            if added >= episode_turns or len(out) >= budget:
+                break
+            if mate not in seen:
+                out.append((mate, hit))
+                seen.add(mate)
+                added += 1
+    return out
 
 Key = tuple[str, int]
 """An episode within a tenant: (session_id, episode_index)."""

@@ -14,12 +14,17 @@ class _Request(BaseModel):
 
 
 class RecallRequest(_Request):
-    """Two-stage recall: top-k_s episodes by similarity, plus k_c temporal neighbours of each hit."""
+    """Recall. ``mode=events`` (default): at most ``budget`` events ranked by hybrid search, each hit
+    followed by ``episode_turns`` turns of its episode. ``mode=episodes``: top-k_s episodes by similarity,
+    plus k_c temporal neighbours of each hit. Unset fields take the worker's ``recall`` settings."""
 
     query: str = Field(min_length=1, max_length=16_384)
     tenant_id: Ident
     user_id: Ident | None = None
     session_id: Ident | None = None
+    mode: Literal["events", "episodes"] | None = None
+    budget: int | None = Field(None, ge=1, le=1000)
+    episode_turns: int | None = Field(None, ge=0, le=50)
     k_s: int = Field(5, ge=1, le=100)
     k_c: int = Field(1, ge=0, le=20)
     since: float | None = None

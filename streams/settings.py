@@ -15,6 +15,7 @@ from agents.store.base import StoreConfig
 from models.compensation import CompensationConfig
 from models.embedder import EmbedderConfig
 from models.language_model import LanguageModelConfig
+from models.recall import RecallConfig
 from models.segmenter import SegmentationConfig
 from streams.topics import TopicNames
 
@@ -155,6 +156,7 @@ class Settings(BaseSettings):
     index: IndexStageSettings = Field(default_factory=IndexStageSettings)
     lm: LanguageModelConfig = Field(default_factory=LanguageModelConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    recall: RecallConfig = Field(default_factory=RecallConfig)
     compensation: CompensationConfig = Field(default_factory=CompensationConfig)
     errors: ErrorsStageSettings = Field(default_factory=ErrorsStageSettings)
 

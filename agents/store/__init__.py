@@ -25,7 +25,7 @@ from agents.store.base import (
 )
 from agents.store.edge import EdgeStore
 from agents.store.ids import episode_point_id, error_point_id, event_point_id
-from agents.store.recall import RecalledEpisode, RecalledEvent, recall
+from agents.store.recall import RecalledEpisode, RecalledEvent, recall, recall_events
 from agents.store.server import ServerStore
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "event_point_id",
     "make_store",
     "recall",
+    "recall_events",
 ]
 
 

@@ -1,5 +1,10 @@
-"""Recall over a :class:`~agents.store.base.MemoryStore`: similarity hits, their temporal neighbours,
-and each selected episode's events. The selection itself is :mod:`models.recall` (pure).
+"""Recall over a :class:`~agents.store.base.MemoryStore`. The selection itself is :mod:`models.recall` (pure).
+
+:func:`recall_events` (the default): events ranked by hybrid search (dense + lexical, fused in the store),
+each hit optionally followed by the nearest turns of its episode, at most ``budget`` events.
+
+:func:`recall` (episode mode): similarity hits among episodes, their temporal neighbours, and each
+selected episode's events.
 
 Neighbours are context of a hit: they are fetched from the hit's session whatever the time window, and
 the user filter is implied (a session belongs to one user).
@@ -12,18 +17,80 @@ from typing import Any
 
 from numpy.typing import ArrayLike
 
-from agents.store.base import EpisodePoint, EpisodeState, MemoryStore
-from models.recall import Key, neighbour_keys, select_contiguous
+from agents.store.base import EpisodePoint, EpisodeState, EventPoint, MemoryStore
+from models.lexical import SparseVector
+from models.recall import Key, neighbour_keys, select_contiguous, within_budget
 
-__all__ = ["RecalledEpisode", "RecalledEvent", "recall"]
+__all__ = ["RecalledEpisode", "RecalledEvent", "recall", "recall_events"]
 
 
 @dataclass(frozen=True, slots=True)
 class RecalledEvent:
+    """One recalled event. In event mode ``score`` is its fused similarity if it is a hit, None if it came
+    as context of the hit ``context_of``; ``episode_index`` is None while its episode is still open."""
+
     event_id: str
     ts: float
     text: str
     role: str
+    session_id: str = ""
+    user_id: str = ""
+    episode_index: int | None = None
+    score: float | None = None
+    context_of: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _recalled(event: EventPoint, score: float | None = None, context_of: str | None = None) -> RecalledEvent:
+    return RecalledEvent(
+        event.event_id, event.ts, event.text, event.role, event.session_id, event.user_id, event.episode_index,
+        score, context_of,
+    )
+
+
+async def recall_events(
+    store: MemoryStore,
+    query_vector: ArrayLike,
+    query_lexical: SparseVector,
+    tenant_id: str,
+    user_id: str | None = None,
+    session_id: str | None = None,
+    budget: int = 20,
+    episode_turns: int = 0,
+    candidates: int = 400,
+    since: float | None = None,
+    until: float | None = None,
+) -> list[RecalledEvent]:
+    """At most ``budget`` events, best first: each hit of the hybrid search, then up to ``episode_turns``
+    other turns of its sealed episode (nearest in time first), then the next hit.
+
+    One store call without episode turns; three with them (hits, their episodes, the episodes' events).
+    """
+    if budget < 1:
+        raise ValueError("budget must be >= 1")
+    hits = await store.hybrid_events(
+        query_vector, query_lexical, tenant_id=tenant_id, user_id=user_id, session_id=session_id,
+        since=since, until=until, limit=budget, candidates=candidates,
+    )
+    events = {h.event.event_id: h.event for h in hits}
+    scores = {h.event.event_id: h.score for h in hits}
+    mates: dict[str, list[str]] = {}
+    if episode_turns > 0:
+        keys = sorted({(e.session_id, e.episode_index) for e in events.values() if e.episode_index is not None})
+        episodes = await store.episodes_by_keys(tenant_id, keys) if keys else []
+        members = {(ep.session_id, ep.episode_index): ep.event_ids for ep in episodes}
+        wanted = [e for ids in members.values() for e in ids if e not in events]
+        for event in await store.events_by_ids(tenant_id, wanted) if wanted else []:
+            if user_id is None or event.user_id == user_id:
+                events[event.event_id] = event
+        for hit in scores:
+            event = events[hit]
+            others = [events[e] for e in members.get((event.session_id, event.episode_index), ()) if e in events and e != hit]
+            mates[hit] = [e.event_id for e in sorted(others, key=lambda o: (abs(o.ts - event.ts), o.ts))]
+    order = within_budget(list(scores), mates, episode_turns, budget)
+    return [_recalled(events[e], scores.get(e) if of is None else None, of) for e, of in order]
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,8 @@ A backend subclasses :class:`ScopedStore` and translates scopes and points to it
 from __future__ import annotations
 
 import abc
-from typing import Any, Sequence
+from dataclasses import replace
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -119,6 +120,65 @@ class ScopedStore(StoreLifecycle, abc.ABC):
 
     async def upsert_episodes(self, points: Sequence[EpisodePoint]) -> None:
         await self._upsert_records(Collection.EPISODES, points)
+
+    async def apply_episode_context(self, episodes: Sequence[EpisodePoint], beta: float) -> int:
+        """Sealed episodes' members get their episode index and their context search vectors (each
+        event's own vectors mixed with its neighbours' in the episode, `models.event_context`).
+
+        One read and one write whatever the number of episodes; members not stored are skipped (they
+        are written before their episode, so only a forgotten user's can be missing). Returns how many
+        events were rewritten."""
+        from models.event_context import context_vectors
+
+        by_tenant: dict[str, list[EpisodePoint]] = {}
+        for episode in episodes:
+            by_tenant.setdefault(require_tenant(episode.tenant_id), []).append(episode)
+        rewritten: list[EventPoint] = []
+        for tenant_id, group in by_tenant.items():
+            wanted = [e for episode in group for e in episode.event_ids]
+            found = {e.event_id: e for e in await self.events_by_ids(tenant_id, wanted, with_vectors=True)}
+            for episode in group:
+                members = sorted((found[e] for e in episode.event_ids if e in found), key=lambda e: e.ts)
+                if not members:
+                    continue
+                own = as_matrix([m.vector for m in members], self.config.dim)
+                dense, sparse = context_vectors(own, [self.lexical.document(m.text) for m in members], beta)
+                rewritten.extend(
+                    replace(m, episode_index=episode.episode_index, context_vector=dense[i], lexical=sparse[i])
+                    for i, m in enumerate(members)
+                )
+        await self.upsert_events(rewritten)
+        return len(rewritten)
+
+    async def reindex_events(self, beta: float, *, page: int = 512, progress: Callable[[str], None] | None = None) -> dict[str, int]:
+        """Rewrite every event's hybrid-search vectors from its text, embedding and sealed episode: what an
+        older store needs once (opened with ``migrate=True``), and what a change of lexical settings or of
+        ``beta`` needs. Points are rewritten in place (same ids, payloads, embeddings); none is removed.
+
+        Returns counts: events before and after, episodes whose members got context vectors."""
+        say = progress or (lambda _message: None)
+        before = await self._count(Collection.EVENTS, Scope.all_tenants())
+        done, offset = 0, None
+        while True:
+            found, offset = await self._scroll_page(Collection.EVENTS, offset, page)
+            events = [from_payload(Collection.EVENTS, p, v) for p, v, _ in found]
+            await self.upsert_events(events)  # type: ignore[arg-type]
+            done += len(events)
+            say(f"events: {done}/{before} rewritten with their own lexical vectors")
+            if offset is None:
+                break
+        episodes_done, offset = 0, None
+        while True:
+            found, offset = await self._scroll_page(Collection.EPISODES, offset, page)
+            sealed = [e for e in (from_payload(Collection.EPISODES, p, None) for p, _, _ in found)
+                      if e.state == "sealed"]  # type: ignore[union-attr]
+            await self.apply_episode_context(sealed, beta)  # type: ignore[arg-type]
+            episodes_done += len(sealed)
+            say(f"episodes: {episodes_done} sealed episodes' members got context vectors")
+            if offset is None:
+                break
+        after = await self._count(Collection.EVENTS, Scope.all_tenants())
+        return {"events_before": before, "events_after": after, "events_rewritten": done, "episodes": episodes_done}
 
     async def upsert_errors(self, points: Sequence[ErrorPoint]) -> None:
         await self._upsert_records(Collection.ERRORS, points)
