@@ -38,6 +38,7 @@ class RecalledEvent:
     episode_index: int | None = None
     score: float | None = None
     context_of: str | None = None
+    tenant_id: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,7 +47,7 @@ class RecalledEvent:
 def _recalled(event: EventPoint, score: float | None = None, context_of: str | None = None) -> RecalledEvent:
     return RecalledEvent(
         event.event_id, event.ts, event.text, event.role, event.session_id, event.user_id, event.episode_index,
-        score, context_of,
+        score, context_of, event.tenant_id,
     )
 
 

@@ -114,6 +114,13 @@ class ServerStore(ScopedStore):
             raise StoreError(f"collection {name} holds vectors of size {size}, expected {self.config.dim}")
         if hybrid:
             await self._ensure_hybrid_vectors(client, name, vectors, info.config.params.sparse_vectors or {})
+        existing = set((info.payload_schema or {}).keys())
+        for field, kind in INDEXES[collection].items():
+            if field in existing:
+                continue
+            with warnings.catch_warnings():  # local mode says indexes have no effect there; we know
+                warnings.filterwarnings("ignore", message="Payload indexes have no effect")
+                await client.create_payload_index(name, field, field_schema=_index_schema(kind), wait=True)
 
     async def _ensure_hybrid_vectors(self, client: AsyncQdrantClient, name: str, dense: Any, sparse: Any) -> None:
         has_context = isinstance(dense, dict) and CONTEXT in dense
@@ -132,13 +139,6 @@ class ServerStore(ScopedStore):
             await client.create_vector_name(
                 name, LEXICAL, models.SparseVectorNameConfig(
                     sparse=models.SparseVectorConfig(modifier=models.Modifier.IDF)))
-        existing = set((info.payload_schema or {}).keys())
-        for field, kind in INDEXES[collection].items():
-            if field in existing:
-                continue
-            with warnings.catch_warnings():  # local mode says indexes have no effect there; we know
-                warnings.filterwarnings("ignore", message="Payload indexes have no effect")
-                await client.create_payload_index(name, field, field_schema=_index_schema(kind), wait=True)
 
     async def open(self) -> None:
         if self._open:

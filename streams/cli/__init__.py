@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import typer
 
-from streams.cli import bench, bench_embed, compensate, core, demo, eval_compensation, eval_segmentation, kafka, models, recall
+from streams.cli import (
+    bench,
+    bench_embed,
+    compensate,
+    core,
+    demo,
+    eval_compensation,
+    eval_recall,
+    eval_segmentation,
+    kafka,
+    models,
+    recall,
+    store,
+)
 
 app = typer.Typer(help="memstream: streaming memory for AI agents and recommenders.", no_args_is_help=True)
 app.command("worker")(core.worker)
@@ -19,11 +32,13 @@ app.command("compensate")(compensate.compensate_cmd)
 eval_app = typer.Typer(help="Evaluations on real data (JSON with --json).", no_args_is_help=True)
 eval_app.command("compensation")(eval_compensation.eval_compensation)
 eval_app.command("segmentation")(eval_segmentation.eval_segmentation)
+eval_app.command("recall")(eval_recall.eval_recall)
 app.add_typer(eval_app, name="eval")
 
 bench.app.command("embed")(bench_embed.bench_embed)
 app.add_typer(bench.app, name="bench")
 app.add_typer(models.app, name="models")
+app.add_typer(store.app, name="store")
 app.add_typer(kafka.app, name="kafka", help="Local Apache Kafka (KRaft, one node) from Maven Central.")
 
 

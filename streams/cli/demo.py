@@ -61,11 +61,11 @@ def _complete(seen: list[MemoryUpdate], messages: int) -> bool:
 async def _recall(web_port: int, session_id: str) -> list[dict]:
     import aiohttp
 
-    body = {"query": QUERY, "tenant_id": "demo", "session_id": session_id, "k_s": 1, "k_c": 0}
+    body = {"query": QUERY, "tenant_id": "demo", "session_id": session_id, "budget": 5}
     async with aiohttp.ClientSession() as http:
         async with http.post(f"http://127.0.0.1:{web_port}/recall/", json=body) as response:
             response.raise_for_status()
-            return (await response.json())["episodes"]
+            return (await response.json())["events"]
 
 
 def _describe(update: MemoryUpdate) -> str:
@@ -124,12 +124,11 @@ def demo(
         except RuntimeError as exc:
             out.print(f"[red]{exc}; see {log_path}[/red]")
             raise typer.Exit(1) from None
-        episodes = asyncio.run(_recall(settings.worker.web_port, session_id))
-        out.print(f"[bold]recall[/bold] {QUERY!r} →")
-        for episode in episodes:
-            out.print(f"  episode {episode['episode_index']} (score {episode['score']:.2f}):")
-            for item in episode["events"]:
-                out.print(f"    [dim]{item['role']:>9}[/dim] {item['text']}")
+        recalled = asyncio.run(_recall(settings.worker.web_port, session_id))
+        out.print(f"[bold]recall[/bold] {QUERY!r} → the {len(recalled)} best events (hybrid search):")
+        for item in recalled:
+            score = "context" if item["score"] is None else f"{item['score']:.2f}"
+            out.print(f"  [dim]{score:>7} · episode {item['episode_index']} · {item['role']:>9}[/dim] {item['text']}")
         kinds: dict[str, int] = {}
         for update in seen:
             kinds[update.kind] = kinds.get(update.kind, 0) + 1

@@ -1,4 +1,5 @@
-"""``memstream recall``: embed a query and recall episodes straight from the configured store.
+"""``memstream recall``: recall events (hybrid search, the default) or episodes for a query, straight from
+the configured store or from a worker's HTTP API.
 
 With the embedded (edge) store this needs the store's directory to itself: while a worker runs, it owns
 the store, so ask the worker's HTTP ``/recall/`` instead (or use the server backend).
@@ -17,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agents.store import RecalledEpisode, RecalledEvent, StoreLockedError, make_store, recall
+from agents.store import RecalledEpisode, RecalledEvent, StoreError, StoreLockedError, make_store, recall, recall_events
 from streams.settings import get_settings
 
 err = Console(stderr=True)
@@ -46,17 +47,37 @@ def _print(episodes: list[RecalledEpisode]) -> None:
         out.print()
 
 
-async def _recall(query: str, tenant: str, user: str | None, session: str | None, k_s: int, k_c: int) -> list[RecalledEpisode]:
+def _print_events(events: list[RecalledEvent]) -> None:
+    out = Console()
+    if not events:
+        out.print("[dim]nothing recalled[/dim]")
+        return
+    table = Table(show_header=True, box=None, padding=(0, 1, 0, 0))
+    for column in ("score", "session · episode", "time", "role", "text"):
+        table.add_column(column, style="dim" if column != "text" else None, no_wrap=column != "text")
+    for e in events:
+        score = f"{e.score:.3f}" if e.score is not None else "context"
+        episode = "open" if e.episode_index is None else str(e.episode_index)
+        table.add_row(score, f"{e.session_id} · {episode}", _when(e.ts), e.role, e.text)
+    out.print(table)
+
+
+async def _recall(query: str, tenant: str, user: str | None, session: str | None, options: dict) -> list:
     from models.embedder import Embedder
 
     settings = get_settings()
     async with make_store(settings.store, state_dir=settings.worker.state_dir) as store:  # fails fast if locked
         embedder = await asyncio.to_thread(Embedder, settings.embedder)
         vector = (await asyncio.to_thread(embedder.embed, [query]))[0]
-        return await recall(store, vector, tenant, user_id=user, session_id=session, k_s=k_s, k_c=k_c)
+        if options["mode"] == "episodes":
+            return await recall(store, vector, tenant, user_id=user, session_id=session, k_s=options["k_s"],
+                                k_c=options["k_c"])
+        return await recall_events(
+            store, vector, store.lexical.query(query), tenant, user_id=user, session_id=session,
+            budget=options["budget"], episode_turns=options["episode_turns"], candidates=settings.recall.candidates)
 
 
-async def _recall_http(worker: str, body: dict) -> list[RecalledEpisode]:
+async def _recall_http(worker: str, body: dict) -> list:
     import aiohttp
 
     async with aiohttp.ClientSession() as http:
@@ -64,6 +85,8 @@ async def _recall_http(worker: str, body: dict) -> list[RecalledEpisode]:
             if response.status >= 400:
                 raise ValueError(f"worker answered {response.status}: {await response.text()}")
             data = await response.json()
+    if data.get("mode") == "events":
+        return [RecalledEvent(**e) for e in data["events"]]
     return [
         RecalledEpisode(**{k: v for k, v in e.items() if k not in ("events", "is_hit")},
                         events=[RecalledEvent(**ev) for ev in e["events"]])
@@ -76,31 +99,43 @@ def recall_cmd(
     tenant: str = typer.Option(..., "--tenant", help="Tenant to search (required: tenants never mix)."),
     user: str | None = typer.Option(None, "--user", help="Only this user's episodes."),
     session: str | None = typer.Option(None, "--session", help="Only this session's episodes."),
-    k_s: int = typer.Option(5, "--k-s", min=1, help="Episodes found by similarity."),
-    k_c: int = typer.Option(1, "--k-c", min=0, help="Adjacent episodes added on each side of every hit."),
+    mode: str | None = typer.Option(
+        None, "--mode", help="events (hybrid search over events; default) or episodes (two-stage episode recall)."),
+    budget: int | None = typer.Option(None, "--budget", min=1, max=1000, help="Events mode: events returned at most."),
+    episode_turns: int | None = typer.Option(
+        None, "--episode-turns", min=0, max=50, help="Events mode: turns of a hit's episode returned after it."),
+    k_s: int = typer.Option(5, "--k-s", min=1, help="Episodes mode: episodes found by similarity."),
+    k_c: int = typer.Option(1, "--k-c", min=0, help="Episodes mode: adjacent episodes added on each side of every hit."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     worker: str | None = typer.Option(
         None, "--worker", help="Ask this worker's HTTP API (e.g. http://127.0.0.1:6066) instead of opening the "
         "store directly; needed while a worker owns the embedded store."),
 ) -> None:
-    """Recall episodes similar to QUERY, with their temporal neighbours, in time order."""
+    """Recall what memory holds about QUERY: events best first (default), or episodes in time order."""
+    if mode not in (None, "events", "episodes"):
+        err.print(f"[red]--mode must be events or episodes, not {mode!r}[/red]")
+        raise typer.Exit(2)
+    defaults = get_settings().recall
+    options = {"mode": mode or defaults.mode, "budget": budget or defaults.budget, "k_s": k_s, "k_c": k_c,
+               "episode_turns": defaults.episode_turns if episode_turns is None else episode_turns}
     try:
         if worker:
-            body = {"query": query, "tenant_id": tenant, "user_id": user, "session_id": session, "k_s": k_s,
-                    "k_c": k_c}
-            episodes = asyncio.run(_recall_http(worker, body))
+            body = {"query": query, "tenant_id": tenant, "user_id": user, "session_id": session, **options}
+            found = asyncio.run(_recall_http(worker, body))
         else:
-            episodes = asyncio.run(_recall(query, tenant, user, session, k_s, k_c))
+            found = asyncio.run(_recall(query, tenant, user, session, options))
     except StoreLockedError as exc:
         err.print(f"[red]{exc}[/red]\nA running worker owns the embedded store: pass --worker http://127.0.0.1:PORT.")
         raise typer.Exit(2) from exc
-    except ValueError as exc:
+    except (StoreError, ValueError) as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
     if json_out:
-        sys.stdout.write(orjson.dumps([e.to_dict() for e in episodes]).decode() + "\n")
+        sys.stdout.write(orjson.dumps([e.to_dict() for e in found]).decode() + "\n")
+    elif options["mode"] == "episodes":
+        _print(found)
     else:
-        _print(episodes)
+        _print_events(found)
 
 
 if __name__ == "__main__":

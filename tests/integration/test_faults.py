@@ -354,13 +354,25 @@ def test_tenant_isolation_and_forget(kafka_bootstrap, tmp_path):
             session=st.none() | st.sampled_from(["s0", "s1"]),
             query=st.sampled_from([t for block in TOPICS.values() for t in block]) | st.text(min_size=1, max_size=40),
             k_s=st.integers(1, 20), k_c=st.integers(0, 3),
+            mode=st.sampled_from(["events", "episodes"]), budget=st.integers(1, 60), turns=st.integers(0, 3),
         )
-        def recall_stays_in_scope(tenant, user, session, query, k_s, k_c):
-            body = {"query": query, "tenant_id": tenant, "k_s": k_s, "k_c": k_c}
+        def recall_stays_in_scope(tenant, user, session, query, k_s, k_c, mode, budget, turns):
+            body = {"query": query, "tenant_id": tenant, "k_s": k_s, "k_c": k_c, "mode": mode, "budget": budget,
+                    "episode_turns": turns}
             body |= {"user_id": user} if user else {}
             body |= {"session_id": session} if session else {}
             status, answer = _post(port, "/recall/", body)
             assert status == 200, body
+            if mode == "events":
+                assert len(answer["events"]) <= budget
+                returned.update(events=len(answer["events"]))
+                for event in answer["events"]:
+                    assert event["tenant_id"] == tenant
+                    assert user is None or event["user_id"] == user
+                    assert session is None or event["session_id"] == session
+                    mine = own.get((tenant, event["event_id"]))
+                    assert mine is not None and event["text"] == mine.text, (tenant, event)
+                return
             returned.update(episodes=len(answer["episodes"]))
             for episode in answer["episodes"]:
                 assert episode["tenant_id"] == tenant
@@ -372,7 +384,7 @@ def test_tenant_isolation_and_forget(kafka_bootstrap, tmp_path):
 
         returned: Counter = Counter()
         recall_stays_in_scope()
-        assert returned["episodes"] > 0, "no example recalled anything: the property held vacuously"
+        assert returned["episodes"] > 0 and returned["events"] > 0, "no example recalled anything: vacuous"
 
         # /get/ with ids every tenant uses: each tenant reads only its own
         ids = sorted({e.event_id for e in messages})
@@ -396,8 +408,11 @@ def test_tenant_isolation_and_forget(kafka_bootstrap, tmp_path):
             assert update.payload["points_removed"] == answer["removed"]
             assert _post(port, "/get/", {"tenant_id": tenant, "event_ids": [e.event_id for e in mine]})[1]["events"] == []
             for query in ("the telescope and the stars", "bread and oven", "the match and the goal"):
-                status, answer = _post(port, "/recall/", {"query": query, "tenant_id": tenant, "k_s": 20})
+                status, answer = _post(port, "/recall/", {"query": query, "tenant_id": tenant, "k_s": 20,
+                                                          "mode": "episodes"})
                 assert all(ep["user_id"] != user for ep in answer["episodes"])
+                status, answer = _post(port, "/recall/", {"query": query, "tenant_id": tenant, "budget": 100})
+                assert all(e["user_id"] != user for e in answer["events"])
             for other in ISO_TENANTS:  # everybody else still has everything
                 kept = [e for e in messages if e.tenant_id == other and (other, e.user_id) not in victims]
                 got = _post(port, "/get/", {"tenant_id": other, "event_ids": [e.event_id for e in kept]})[1]["events"]

@@ -109,20 +109,33 @@ async def test_three_topics_segment_at_the_changes_and_survive_a_restart(kafka_b
                 assert any(abs(s - change) <= radius for s in starts), f"no boundary near {change}: {starts}"
 
             async with aiohttp.ClientSession() as http:
-                body = {"query": "planets, stars and telescopes", "tenant_id": "acme", "k_s": 1, "k_c": 0}
+                body = {"query": "planets, stars and telescopes", "tenant_id": "acme", "k_s": 1, "k_c": 0,
+                        "mode": "episodes"}
                 async with http.post(f"http://127.0.0.1:{port}/recall/", json=body) as response:
                     assert response.status == 200
                     hits = (await response.json())["episodes"]
+                events_body = {"query": "planets, stars and telescopes", "tenant_id": "acme", "budget": 6}
+                async with http.post(f"http://127.0.0.1:{port}/recall/", json=events_body) as response:
+                    assert response.status == 200
+                    recalled = (await response.json())["events"]
                 async with http.post(f"http://127.0.0.1:{port}/recall/", json={**body, "tenant_id": "other"}) as r:
                     assert (await r.json())["episodes"] == []
+                async with http.post(f"http://127.0.0.1:{port}/recall/", json={**events_body, "tenant_id": "other"}) as r:
+                    assert (await r.json())["events"] == []
                 async with http.post(f"http://127.0.0.1:{port}/recall/", json={"query": "x"}) as r:
                     assert r.status == 400
             astronomy = {e.event_id for e in events[:12]}
             assert hits and sum(ev["event_id"] in astronomy for ev in hits[0]["events"]) > len(hits[0]["events"]) / 2
+            # event mode: exactly the budget, best first, mostly astronomy, each with its sealed episode
+            assert len(recalled) == 6 and len({e["event_id"] for e in recalled}) == 6
+            assert sum(e["event_id"] in astronomy for e in recalled) >= 4, recalled
+            scores = [e["score"] for e in recalled]
+            assert scores == sorted(scores, reverse=True)
+            assert all(e["session_id"] == "s1" and e["episode_index"] in episodes for e in recalled), recalled
 
             cli = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "streams.cli", "recall", "bread dough and ovens", "--tenant", "acme",
-                "--k-s", "1", "--k-c", "0", "--json", "--worker", f"http://127.0.0.1:{port}",
+                "--mode", "episodes", "--k-s", "1", "--k-c", "0", "--json", "--worker", f"http://127.0.0.1:{port}",
                 stdout=asyncio.subprocess.PIPE)
             stdout, _ = await cli.communicate()
             assert cli.returncode == 0
