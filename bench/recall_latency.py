@@ -2,7 +2,9 @@
 
 Fills a fresh edge store through the store API with synthetic but structured 384-d unit vectors (sessions
 drift around a theme, episodes around a topic, events around their episode's topic), then measures
-two-stage ``recall()`` end to end, stage 1 alone and event-level search; the upsert rate; reopen time;
+two-stage ``recall()`` end to end, stage 1 alone, event-level search and the default hybrid event recall
+(``recall_events``: dense + lexical prefetches fused in the store, budget 20; texts are Zipf-distributed
+words of the episode's own vocabulary); the query embedding on its own; the upsert rate; reopen time;
 and how long the event loop was ever stalled while all of that ran. JSON on stdout (or ``--out``),
 progress on stderr.
 
@@ -30,7 +32,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from agents.store import EdgeStore, EpisodePoint, EventPoint, StoreConfig, recall
+from agents.store import EdgeStore, EpisodePoint, EventPoint, StoreConfig, recall, recall_events
 
 err = Console(stderr=True)
 
@@ -59,7 +61,12 @@ def make_corpus(
     vectors = _normalise(np.repeat(topics, per_episode, axis=0) + 0.6 * noise)
     events: list[EventPoint] = []
     episodes: list[EpisodePoint] = []
+    vocabulary = 20_000
+    zipf = 1.0 / np.arange(1, 201)
+    zipf /= zipf.sum()
     for e in range(n_episodes):
+        words = rng.integers(0, vocabulary, 200)  # the episode's own vocabulary, Zipf-weighted
+        texts = [" ".join(f"w{words[k]}" for k in rng.choice(200, 12, p=zipf)) for _ in range(per_episode)]
         s = int(session_of[e])
         tenant, user, session = f"tenant-{s % tenants}", f"user-{s % (tenants * users)}", f"session-{s}"
         index = e % per_session
@@ -67,7 +74,7 @@ def make_corpus(
         ids = tuple(f"{session}-{index}-{j}" for j in range(per_episode))
         rows = vectors[e * per_episode : (e + 1) * per_episode]
         for j, event_id in enumerate(ids):
-            events.append(EventPoint(tenant, user, session, event_id, t0 + 30.0 * j, f"event {event_id}", rows[j],
+            events.append(EventPoint(tenant, user, session, event_id, t0 + 30.0 * j, texts[j], rows[j],
                                      episode_index=index))
         centroid = _normalise(rows.mean(axis=0))
         episodes.append(EpisodePoint(tenant, user, session, index, t0, t0 + 30.0 * (per_episode - 1), ids, centroid,
@@ -101,6 +108,21 @@ class StallMeter:
             pass
         lags = np.asarray(self.lags or [0.0]) * 1e3
         return {"max_ms": round(float(lags.max()), 2), "p99_ms": round(float(np.percentile(lags, 99)), 2)}
+
+
+def _embedding_latency(n: int) -> dict[str, float]:
+    """One recall query's embedding (batch 1) with the pipeline's default embedder: the part of an HTTP
+    recall the store benchmark above leaves out."""
+    from models.embedder import Embedder, EmbedderConfig
+
+    embedder = Embedder(EmbedderConfig())
+    questions = [f"what did we say about the trip to place number {i} last spring?" for i in range(n)]
+    seconds = []
+    for q in questions:
+        t0 = time.perf_counter()
+        embedder.embed([q])
+        seconds.append(time.perf_counter() - t0)
+    return _stats(seconds)
 
 
 def _stats(seconds: list[float]) -> dict[str, float]:
@@ -162,8 +184,8 @@ async def run(
         async def query_phase(label: str, n: int) -> dict[str, object]:
             meter.start()
             task = progress.add_task(label, total=n)
-            full, stage1, events_t, found = [], [], [], 0
-            cpu = {"recall": 0.0, "stage1": 0.0, "events": 0.0}  # process CPU (all threads): load-independent
+            full, stage1, events_t, hybrid, found = [], [], [], [], 0
+            cpu = {"recall": 0.0, "stage1": 0.0, "events": 0.0, "hybrid": 0.0}  # process CPU: load-independent
             for q in range(n):
                 e = int(rng.integers(len(corpus.episodes)))
                 ep = corpus.episodes[e]
@@ -183,16 +205,23 @@ async def run(
                 await store.search_events(vec, tenant_id=ep.tenant_id, user_id=user, limit=10)
                 events_t.append(time.perf_counter() - t0)
                 cpu["events"] += time.process_time() - c0
+                words = " ".join(corpus.events[e * per_episode + int(rng.integers(per_episode))].text.split()[:5])
+                t0, c0 = time.perf_counter(), time.process_time()
+                await recall_events(store, vec, store.lexical.query(words), ep.tenant_id, user_id=user, budget=20)
+                hybrid.append(time.perf_counter() - t0)
+                cpu["hybrid"] += time.process_time() - c0
                 progress.advance(task)
             per = {k: {"cpu_mean_ms": round(v / n * 1e3, 3)} for k, v in cpu.items()}
             return {
                 "recall": _stats(full) | per["recall"] | {"source_episode_in_hits": round(found / n, 3)},
                 "stage1_search_episodes": _stats(stage1) | per["stage1"],
                 "search_events": _stats(events_t) | per["events"],
+                "recall_events_hybrid_budget20": _stats(hybrid) | per["hybrid"],
                 "loop_stall": await meter.stop(),
             }
 
         result["query"] = await query_phase("recall queries", queries)
+        result["query_embedding"] = await asyncio.to_thread(_embedding_latency, min(queries, 200))
 
         # -- reopen
         t = time.perf_counter()
