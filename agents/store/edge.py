@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import json
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -116,6 +117,19 @@ class EdgeStore(ScopedStore):
             max_search_threads=self.config.edge_search_threads,
         )
 
+    def _lacks_hybrid_vectors(self, collection: Collection, directory: Path) -> bool:
+        """Whether a shard is an older events shard of this store: its own vector of this dim, and no
+        hybrid-search vector (or not both). Read from the shard's config file, before anything is changed."""
+        if collection is not Collection.EVENTS:
+            return False
+        try:
+            saved = json.loads((directory / _CONFIG_FILE).read_text())
+        except (OSError, ValueError):
+            return False
+        vectors, sparse = saved.get("vectors") or {}, saved.get("sparse_vectors") or {}
+        own = vectors.get("") or {}
+        return own.get("size") == self.config.dim and (CONTEXT not in vectors or LEXICAL not in sparse)
+
     def _open_shard(self, collection: Collection) -> Any:
         directory = self.path / collection.value
         directory.mkdir(parents=True, exist_ok=True)
@@ -125,8 +139,8 @@ class EdgeStore(ScopedStore):
                 try:
                     shard = qe.EdgeShard.load(str(directory), config)
                 except Exception as exc:
-                    if "incompatible" not in str(exc) or collection is not Collection.EVENTS:
-                        raise
+                    if "incompatible" not in str(exc) or not self._lacks_hybrid_vectors(collection, directory):
+                        raise  # e.g. another dim: a StoreError below, and the shard is left as it was
                     if not self._migrate:
                         raise StoreSchemaError(
                             f"{directory} was written by an older memstream (no hybrid-search vectors): run "

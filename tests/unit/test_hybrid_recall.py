@@ -29,6 +29,7 @@ from agents.store import (
     EventPoint,
     ServerStore,
     StoreConfig,
+    StoreError,
     StoreSchemaError,
     recall_events,
 )
@@ -131,35 +132,39 @@ ANSWER = "oh and my cousin Quillon Varga finally moved to Reykjavik in March"
 QUERY = "Where did my cousin Quillon Varga move to?"
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-async def test_answer_in_one_turn_of_a_long_episode_comes_first(store: ScopedStore, lexical: LexicalEncoder, seed: int):
-    rng = np.random.default_rng(seed)
+async def test_answer_in_one_turn_of_a_long_episode_comes_first(store: ScopedStore, lexical: LexicalEncoder):
+    for seed in (1, 2, 3):  # three tenants of one store, three draws of embeddings
+        await _answer_comes_first(store, lexical, f"t{seed}", np.random.default_rng(seed))
+
+
+async def _answer_comes_first(store: ScopedStore, lexical: LexicalEncoder, tenant: str, rng: np.random.Generator):
     texts = CHITCHAT[:17] + [ANSWER] + CHITCHAT[17:]  # 31 turns, the answer in the middle
-    answer_at = 17
+    answer = "s1-17"
     vectors = [unit(rng) for _ in texts]
     turns = [
-        EventPoint("t", "u", "s1", f"s1-{i}", 100.0 + i, text, vectors[i], role="user" if i % 2 else "assistant")
+        EventPoint(tenant, "u", "s1", f"s1-{i}", 100.0 + i, text, vectors[i], role="user" if i % 2 else "assistant")
         for i, text in enumerate(texts)
     ]
     # another session's chit-chat, so that common words are common in the store
-    others = [EventPoint("t", "u", "s2", f"s2-{i}", 10.0 + i, text, unit(rng)) for i, text in enumerate(CHITCHAT)]
+    others = [EventPoint(tenant, "u", "s2", f"s2-{i}", 10.0 + i, text, unit(rng)) for i, text in enumerate(CHITCHAT)]
     await write_sealed(store, [turns])
     await store.upsert_events(others)
     await store.upsert_episodes([sealed(others, 0)])
+    (member,) = await store.events_by_ids(tenant, [answer])
+    assert member.episode_index == 0
     # the question is only loosely similar to the answer's embedding: dense alone does not put it first
-    q = near(vectors[answer_at], 0.3, rng)
-    got = await recall_events(store, q, lexical.query(QUERY), "t", budget=5)
+    q = near(vectors[17], 0.3, rng)
+    got = await recall_events(store, q, lexical.query(QUERY), tenant, budget=5)
     assert len(got) == 5
-    assert got[0].event_id == f"s1-{answer_at}" and got[0].text == ANSWER
+    assert got[0].event_id == answer and got[0].text == ANSWER
     assert got[0].score is not None and got[0].context_of is None
     assert got[0].episode_index == 0 and got[0].session_id == "s1"
-    # its neighbours carry a quarter of its words each: they come right after it
-    assert {r.event_id for r in got[1:3]} == {f"s1-{answer_at - 1}", f"s1-{answer_at + 1}"}
+    assert got[0].score > got[1].score
     # with episode turns, the answer still leads and its nearest turns follow it as context
-    with_turns = await recall_events(store, q, lexical.query(QUERY), "t", budget=3, episode_turns=2)
-    assert [r.event_id for r in with_turns][0] == f"s1-{answer_at}"
-    assert {r.event_id for r in with_turns[1:]} == {f"s1-{answer_at - 1}", f"s1-{answer_at + 1}"}
-    assert all(r.context_of == f"s1-{answer_at}" and r.score is None for r in with_turns[1:])
+    with_turns = await recall_events(store, q, lexical.query(QUERY), tenant, budget=3, episode_turns=2)
+    assert [r.event_id for r in with_turns][0] == answer
+    assert {r.event_id for r in with_turns[1:]} == {"s1-16", "s1-18"}
+    assert all(r.context_of == answer and r.score is None and r.episode_index == 0 for r in with_turns[1:])
 
 
 # -- b. the budget --------------------------------------------------------------------------------------
@@ -185,50 +190,46 @@ async def _budget_store(store: ScopedStore, rng: np.random.Generator) -> dict[st
     return {e.event_id: e for ep in episodes for e in ep}
 
 
-@pytest.mark.parametrize("budget", [1, 5, 19, 20, 25])
-@pytest.mark.parametrize("turns", [0, 2])
-async def test_budget_is_respected_exactly(store: ScopedStore, lexical: LexicalEncoder, budget: int, turns: int):
-    rng = np.random.default_rng(budget * 10 + turns)
+async def test_budget_is_respected_exactly(store: ScopedStore, lexical: LexicalEncoder):
+    rng = np.random.default_rng(4)
     stored = await _budget_store(store, rng)
     q, lex = unit(rng), lexical.query("coffee beans please")
-    got = await recall_events(store, q, lex, "t", budget=budget, episode_turns=turns)
-    ids = [r.event_id for r in got]
-    assert len(got) == min(budget, len(stored))
-    assert len(set(ids)) == len(ids)
-    assert set(ids) <= set(stored)  # never the other tenant's event of the same id
-    hits = await store.hybrid_events(q, lex, tenant_id="t", limit=budget)
-    assert got[0].event_id == hits[0].event.event_id
-    if turns == 0:
-        assert ids == [h.event.event_id for h in hits]
-        assert [r.score for r in got] == pytest.approx([h.score for h in hits])
-    last_hit: str | None = None
-    mates_of: dict[str, list[str]] = {}
-    for r in got:
-        e = stored[r.event_id]
-        assert (r.session_id, r.ts, r.text, r.user_id) == (e.session_id, e.ts, e.text, e.user_id)
-        assert r.episode_index == int(r.event_id.split("-")[1])  # set when its episode was sealed
-        if r.context_of is None:
-            assert isinstance(r.score, float)
-            last_hit = r.event_id
-        else:
-            assert r.score is None
-            assert r.context_of == last_hit  # a mate follows its own hit
-            hit = stored[last_hit]
-            assert (r.session_id, r.episode_index) == (hit.session_id, int(last_hit.split("-")[1]))
-            mates_of.setdefault(last_hit, []).append(r.event_id)
-    hit_scores = [r.score for r in got if r.score is not None]
-    assert hit_scores == sorted(hit_scores, reverse=True)
-    for hit, mates in mates_of.items():
-        assert len(mates) <= turns
-        gaps = [abs(stored[m].ts - stored[hit].ts) for m in mates]
-        assert gaps == sorted(gaps)  # nearest in time first
-    if turns and budget >= 3:
-        assert mates_of, "episode turns were asked for and there was room: some hit must bring its mates"
-
-
-async def test_budget_must_be_positive(store: ScopedStore, lexical: LexicalEncoder):
     with pytest.raises(ValueError):
-        await recall_events(store, np.ones(DIM), lexical.query("x"), "t", budget=0)
+        await recall_events(store, q, lex, "t", budget=0)
+    for budget, turns in itertools.product([1, 2, 5, 19, 20, 25], [0, 1, 2]):
+        got = await recall_events(store, q, lex, "t", budget=budget, episode_turns=turns)
+        ids = [r.event_id for r in got]
+        assert len(got) == min(budget, len(stored))
+        assert len(set(ids)) == len(ids)
+        assert set(ids) <= set(stored)  # never the other tenant's event of the same id
+        hits = await store.hybrid_events(q, lex, tenant_id="t", limit=budget)
+        assert got[0].event_id == hits[0].event.event_id
+        if turns == 0:
+            assert ids == [h.event.event_id for h in hits]
+            assert [r.score for r in got] == pytest.approx([h.score for h in hits])
+        last_hit: str | None = None
+        mates_of: dict[str, list[str]] = {}
+        for r in got:
+            e = stored[r.event_id]
+            assert (r.session_id, r.ts, r.text, r.user_id) == (e.session_id, e.ts, e.text, e.user_id)
+            assert r.episode_index == int(r.event_id.split("-")[1])  # set when its episode was sealed
+            if r.context_of is None:
+                assert isinstance(r.score, float)
+                last_hit = r.event_id
+            else:
+                assert r.score is None
+                assert r.context_of == last_hit  # a mate follows its own hit
+                hit = stored[last_hit]
+                assert (r.session_id, r.episode_index) == (hit.session_id, int(last_hit.split("-")[1]))
+                mates_of.setdefault(last_hit, []).append(r.event_id)
+        hit_scores = [r.score for r in got if r.score is not None]
+        assert hit_scores == sorted(hit_scores, reverse=True)
+        for hit, mates in mates_of.items():
+            assert len(mates) <= turns
+            gaps = [abs(stored[m].ts - stored[hit].ts) for m in mates]
+            assert gaps == sorted(gaps)  # nearest in time first
+        if turns and budget >= 3:
+            assert mates_of, "episode turns were asked for and there was room: some hit must bring its mates"
 
 
 # -- c. an exact name beats a closer paraphrase -----------------------------------------------------------
@@ -452,10 +453,9 @@ async def test_reindex_keeps_every_point_and_makes_it_findable(backend: str, tmp
 
         # context vectors: the sealed members' own vectors mixed with their neighbours', the others' own
         for tenant, members in (("t1", events[:3]), ("t2", events[6:])):
-            own = np.stack([_as_unit(m.vector) for m in members])
-            mixed = context_weights(len(members), BETA) @ own
-            docs = [lexical.document(m.text) for m in members]
             w = context_weights(len(members), BETA)
+            mixed = w @ np.stack([_as_unit(m.vector) for m in members])
+            docs = [lexical.document(m.text) for m in members]
             for i, m in enumerate(members):
                 _, vectors = stored[(tenant, m.event_id)]
                 np.testing.assert_allclose(vectors[CONTEXT], mixed[i], atol=1e-5)
@@ -492,3 +492,46 @@ async def test_reindex_keeps_every_point_and_makes_it_findable(backend: str, tmp
         await reopened.close()
         if client is not None:
             await client.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_another_dim_is_refused_not_migrated(backend: str, tmp_path: Path, empty_edge: Path):
+    """A store of another dim is a StoreError, not an older schema to reindex: a migrate must not add vectors
+    of the wrong size to it (the store would then open with neither dim), and it stays as it was."""
+    rng = np.random.default_rng(9)
+    events, episodes = _old_store_records(rng)
+    wrong = StoreConfig(path=tmp_path / "old", dim=DIM + 1) if backend == "edge" else StoreConfig(
+        backend="server", url=":memory:", dim=DIM + 1)
+    client, other = AsyncQdrantClient(location=":memory:"), AsyncQdrantClient(location=":memory:")
+    try:
+        if backend == "edge":
+            _write_old_edge(tmp_path / "old", events, episodes)
+            shutil.copytree(empty_edge, tmp_path / "new")
+            old = lambda cfg, migrate: EdgeStore(cfg, migrate=migrate)  # noqa: E731
+            new = lambda cfg: EdgeStore(cfg.model_copy(update={"path": tmp_path / "new"}))  # noqa: E731
+        else:
+            await _write_old_server(client, wrong.collection_prefix, events, episodes)
+            async with ServerStore(config("server"), client=other):
+                pass
+            old = lambda cfg, migrate: ServerStore(cfg, client=client, migrate=migrate)  # noqa: E731
+            new = lambda cfg: ServerStore(cfg, client=other)  # noqa: E731
+        for migrate in (False, True):
+            with pytest.raises(StoreError) as refused:
+                await old(wrong, migrate).open()
+            assert not isinstance(refused.value, StoreSchemaError)
+        with pytest.raises(StoreError) as refused:  # a current store of another dim: no reindex can help
+            await new(wrong).open()
+        assert not isinstance(refused.value, StoreSchemaError)
+        # the older store is intact: with its own dim it migrates and keeps every point
+        right = wrong.model_copy(update={"dim": DIM})
+        with pytest.raises(StoreSchemaError):
+            await old(right, False).open()
+        store = old(right, True)
+        await store.open()
+        try:
+            assert (await store.reindex_events(BETA))["events_after"] == len(events)
+        finally:
+            await store.close()
+    finally:
+        await client.close()
+        await other.close()
