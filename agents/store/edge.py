@@ -241,14 +241,15 @@ class EdgeStore(ScopedStore):
 
         return await self._run(work)
 
-    async def _hybrid(self, collection: Collection, query: HybridQuery, where: Scope) -> list[Found]:
+    async def _hybrid(self, collection: Collection, query: HybridQuery, where: Scope, corpus: Scope) -> list[Found]:
         flt = _filter(where)
         lexical = qe.SparseVector(list(query.lexical.indices), list(query.lexical.values))
         prefetches = [qe.Prefetch(limit=query.candidates, query=qe.Query.Nearest(query.dense, using=CONTEXT), filter=flt)]
         if len(query.lexical):
-            prefetches.append(
-                qe.Prefetch(limit=query.candidates, query=qe.Query.Nearest(lexical, using=LEXICAL), filter=flt)
-            )
+            prefetches.append(qe.Prefetch(
+                limit=query.candidates, query=qe.Query.Nearest(lexical, using=LEXICAL), filter=flt,
+                params=qe.SearchParams(idf=qe.IdfParams(corpus=_filter(corpus))),
+            ))
         request = qe.QueryRequest(
             limit=query.limit, query=qe.Fusion.Dbsf(), prefetches=prefetches, filter=flt,
             with_payload=True, with_vector=False,

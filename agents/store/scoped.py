@@ -62,8 +62,9 @@ class ScopedStore(StoreLifecycle, abc.ABC):
         hybrid-search vectors."""
 
     @abc.abstractmethod
-    async def _hybrid(self, collection: Collection, query: HybridQuery, where: Scope) -> list[Found]:
-        """Dense (CONTEXT) and lexical (LEXICAL) prefetches under ``where``, fused by DBSF in the store."""
+    async def _hybrid(self, collection: Collection, query: HybridQuery, where: Scope, corpus: Scope) -> list[Found]:
+        """Dense (CONTEXT) and lexical (LEXICAL) prefetches under ``where``, fused by DBSF in the store; the
+        lexical IDF is computed over ``corpus`` only (the tenant: no other tenant's texts weigh in)."""
 
     @abc.abstractmethod
     async def _scroll_page(self, collection: Collection, offset: Any, limit: int) -> tuple[list[Found], Any]:
@@ -217,7 +218,7 @@ class ScopedStore(StoreLifecycle, abc.ABC):
             raise ValueError("limit and candidates must be >= 1")
         where = scope(tenant_id, user_id=user_id, session_id=session_id, must=time_window(since, until))
         query = HybridQuery(as_query(vector, self.config.dim), lexical, limit, max(candidates, limit))
-        found = await self._hybrid(Collection.EVENTS, query, where)
+        found = await self._hybrid(Collection.EVENTS, query, where, scope(tenant_id))
         return [EventHit(from_payload(Collection.EVENTS, p, v), s) for p, v, s in found]  # type: ignore[arg-type]
 
     async def search_episodes(

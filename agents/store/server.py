@@ -181,12 +181,15 @@ class ServerStore(ScopedStore):
         ]
         await self.client.upsert(self.name(collection), points=points, wait=True)
 
-    async def _hybrid(self, collection: Collection, query: HybridQuery, where: Scope) -> list[Found]:
+    async def _hybrid(self, collection: Collection, query: HybridQuery, where: Scope, corpus: Scope) -> list[Found]:
         flt = _filter(where)
         prefetch = [models.Prefetch(query=query.dense, using=CONTEXT, limit=query.candidates, filter=flt)]
         if len(query.lexical):
             lexical = models.SparseVector(indices=list(query.lexical.indices), values=list(query.lexical.values))
-            prefetch.append(models.Prefetch(query=lexical, using=LEXICAL, limit=query.candidates, filter=flt))
+            prefetch.append(models.Prefetch(
+                query=lexical, using=LEXICAL, limit=query.candidates, filter=flt,
+                params=models.SearchParams(idf=models.IdfCorpusParams(corpus=_filter(corpus))),
+            ))
         response = await self.client.query_points(
             self.name(collection), prefetch=prefetch, query=models.FusionQuery(fusion=models.Fusion.DBSF),
             query_filter=flt, limit=query.limit, with_payload=True, with_vectors=False,

@@ -262,6 +262,22 @@ async def test_exact_name_beats_a_closer_paraphrase(store: ScopedStore, lexical:
     assert got[0].event_id == "named"
 
 
+async def test_another_tenants_texts_do_not_change_the_ranking(store: ScopedStore, lexical: LexicalEncoder):
+    """Lexical IDF is computed over the asking tenant's events only: another tenant writing a word many
+    times must not re-rank this tenant's results (a side channel between tenants otherwise)."""
+    v = unit(np.random.default_rng(5))
+    mine = [EventPoint("a", "u", "s", "rare", 1.0, "zebra", v),
+            *(EventPoint("a", "u", "s", f"common{i}", 2.0 + i, "apple", v) for i in range(3))]
+    await store.upsert_events(mine)
+    query = lexical.query("zebra apple")
+    before = [h.event.event_id for h in await store.hybrid_events(v, query, tenant_id="a", limit=4)]
+    assert before[0] == "rare"  # zebra is the rarer word in tenant a
+    await store.upsert_events([EventPoint("b", "u", "s", f"z{i}", 1.0, "zebra zebra", v) for i in range(60)])
+    after = [h.event.event_id for h in await store.hybrid_events(v, query, tenant_id="a", limit=4)]
+    assert after[0] == "rare", "tenant b's texts changed tenant a's ranking"
+    assert set(after) == set(before)
+
+
 # -- d. tenant and user filters hold in the hybrid query -------------------------------------------------
 
 WORDS = ["apple", "harbour", "piano", "Zorblax", "train", "garden"]
