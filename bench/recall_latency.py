@@ -125,6 +125,47 @@ def _embedding_latency(n: int) -> dict[str, float]:
     return _stats(seconds)
 
 
+def _http_phase(path: Path, corpus: Corpus, n: int, seed: int) -> dict[str, object]:
+    """``POST /recall/`` (event mode, budget 20) to a worker serving the filled store: query embedding,
+    hybrid search, JSON and HTTP included. Needs a broker (MEMSTREAM_KAFKA__BOOTSTRAP) for the worker."""
+    import urllib.request
+
+    from streams.settings import get_settings
+    from streams.workers import Deployment
+
+    rng = np.random.default_rng(seed + 2)
+    with tempfile.TemporaryDirectory(prefix="memstream-bench-http-") as tmp:
+        deployment = Deployment(get_settings().kafka.bootstrap, Path(tmp), partitions=1)
+        asyncio.run(deployment.create_topics())
+        try:
+            deployment.start_worker("web", stages="web", MEMSTREAM_STORE__PATH=str(path))
+            url = f"http://127.0.0.1:{deployment.ports['web']}"
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    urllib.request.urlopen(f"{url}/healthz/", timeout=2).read()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the worker did not serve /healthz/ within 120 s:\n" + deployment.logs())
+                    time.sleep(0.5)
+            seconds, returned = [], 0
+            for q in range(n + 20):  # the first 20 warm the worker up (model load, caches)
+                event = corpus.events[int(rng.integers(len(corpus.events)))]
+                body = orjson.dumps({"query": " ".join(event.text.split()[:5]), "tenant_id": event.tenant_id,
+                                     "user_id": event.user_id if q % 2 else None, "budget": 20})
+                request = urllib.request.Request(f"{url}/recall/", data=body, headers={"Content-Type": "application/json"})
+                t0 = time.perf_counter()
+                answer = orjson.loads(urllib.request.urlopen(request, timeout=30).read())
+                if q >= 20:
+                    seconds.append(time.perf_counter() - t0)
+                    returned += len(answer["events"])
+            return _stats(seconds) | {"mean_events_returned": round(returned / n, 2)}
+        finally:
+            deployment.stop_workers()
+            asyncio.run(deployment.delete_topics())
+
+
 def _stats(seconds: list[float]) -> dict[str, float]:
     ms = np.asarray(seconds) * 1e3
     return {
@@ -257,6 +298,7 @@ def main(
     out: Path | None = typer.Option(None, help="Write the JSON here too."),
     seed: int = typer.Option(0),
     target_p95_ms: float = typer.Option(10.0, help="Recall p95 target."),
+    http: int = typer.Option(0, help="Also time this many POST /recall/ to a worker serving the store (needs a broker)."),
 ) -> None:
     """Benchmark recall on the embedded store; JSON report."""
     load_before = round(os.getloadavg()[0], 2)  # other processes' load inflates every wall-clock figure
@@ -272,6 +314,9 @@ def main(
         raise typer.BadParameter(f"{path} is not empty; the benchmark needs a fresh store")
     try:
         measured = asyncio.run(run(path, corpus, queries, k_s, k_c, dim, batch, seed))
+        if http:
+            err.print(f"{http} recall requests over HTTP to a worker serving the store …")
+            measured["http_recall_events_budget20"] = _http_phase(path, corpus, http, seed)
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
