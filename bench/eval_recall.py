@@ -202,10 +202,10 @@ async def _through_kafka(events, questions, budget: int, timeout: float) -> dict
             sealed: set[str] = set()
             async with subscribe(kinds=["episode_sealed"], kafka=deployment.kafka) as updates:
                 async with Publisher(deployment.kafka) as pub:
-                    for n, event in enumerate(events, 1):
-                        await pub.publish(InteractionEvent.model_validate(event))
-                        if n % 500 == 0:
-                            log(f"eval recall: published {n}/{len(events)}")
+                    for start in range(0, len(events), 500):
+                        chunk = events[start : start + 500]
+                        await pub.publish_many([InteractionEvent.model_validate(e) for e in chunk])
+                        log(f"eval recall: published {start + len(chunk)}/{len(events)}")
                 deadline = time.monotonic() + timeout
                 async for update in updates:
                     sealed.update(update.payload.get("event_ids", []))

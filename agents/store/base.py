@@ -192,6 +192,11 @@ class MemoryStore(Protocol):
 
     async def upsert_errors(self, points: Sequence[ErrorPoint]) -> None: ...
 
+    async def apply_episode_context(self, episodes: Sequence[EpisodePoint], beta: float) -> int:
+        """Sealed episodes' members get their episode index and context search vectors (`models.event_context`),
+        recomputed from their own embeddings and texts, so applying a seal twice changes nothing."""
+        ...
+
     async def search_events(
         self,
         vector: ArrayLike,
