@@ -246,12 +246,15 @@ def _flatten_http_episodes(episodes: list[dict[str, Any]]) -> list[str]:
 # -- the run -----------------------------------------------------------------------------------------------
 def run(
     input_path: Path, budgets: Sequence[int] = BUDGETS, through_kafka: bool = False, timeout: float = 1200.0,
-    progress: bool = True,
+    progress: bool = True, embed: Callable[[list[str]], np.ndarray] | None = None, settings: Any = None,
 ) -> dict[str, Any]:
+    """The evaluation; ``embed`` and ``settings`` replace the pipeline's embedder and settings (tests)."""
     from bench.eval_segmentation import cached_embeddings
     from streams.settings import get_settings
 
-    settings = get_settings()
+    settings = settings or get_settings()
+    if through_kafka and (embed is not None or settings is not get_settings()):
+        raise ValueError("--through-kafka measures the worker as configured: no stand-in embedder or settings")
     budgets = sorted(set(int(b) for b in budgets))
     if not budgets or budgets[0] < 1:
         raise ValueError("budgets must be positive integers")
@@ -260,8 +263,8 @@ def run(
     known = {t["event_id"] for t in turns}
     questions = [q for q in questions if set(q["evidence"]) & known]
     log(f"eval recall: {len(turns)} events, {len(questions)} questions; embedding (cached) …")
-    turn_vectors = cached_embeddings([t.get("text", "") for t in turns])
-    q_vectors = cached_embeddings([q["question"] for q in questions])
+    turn_vectors = cached_embeddings([t.get("text", "") for t in turns], embed)
+    q_vectors = cached_embeddings([q["question"] for q in questions], embed)
     vectors = {t["event_id"]: turn_vectors[i] for i, t in enumerate(turns)}
 
     scopes: dict[tuple[str, str], list[int]] = defaultdict(list)
