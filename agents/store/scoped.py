@@ -28,8 +28,8 @@ from agents.store.base import (
 )
 from agents.store.ids import episode_point_id, error_point_id, event_point_id
 from agents.store.schema import HybridQuery, NamedVectors, from_payload, point_id, to_payload
-from models.lexical import LexicalEncoder, SparseVector
 from agents.store.scope import AnyOf, HasIds, Match, Range, Scope, require_tenant, scope, time_window
+from models.lexical import LexicalEncoder, SparseVector
 
 __all__ = ["Found", "ScopedStore"]
 
@@ -151,7 +151,9 @@ class ScopedStore(StoreLifecycle, abc.ABC):
         await self.upsert_events(rewritten)
         return len(rewritten)
 
-    async def reindex_events(self, beta: float, *, page: int = 512, progress: Callable[[str], None] | None = None) -> dict[str, int]:
+    async def reindex_events(
+        self, beta: float, *, page: int = 512, progress: Callable[[str], None] | None = None
+    ) -> dict[str, int]:
         """Rewrite every event's hybrid-search vectors from its text, embedding and sealed episode: what an
         older store needs once (opened with ``migrate=True``), and what a change of lexical settings or of
         ``beta`` needs. Points are rewritten in place (same ids, payloads, embeddings); none is removed.
