@@ -37,7 +37,7 @@ class RecallConfig(BaseModel):
     budget: int = Field(20, ge=1, le=1000, description="Events returned at most (event mode)")
     episode_turns: int = Field(
         0, ge=0, le=50, description="Event mode: turns of a hit's episode returned right after it (nearest in time "
-        "first). 0 on the LoCoMo dev set was best at budgets 10 and 20, 1 at budget 50")
+        "first). On the LoCoMo dev set 1 scored below 0 at every budget (README, Recall quality)")
     candidates: int = Field(
         400, ge=1, le=10_000, description="Events each of the dense and lexical searches passes to the fusion")
     context_beta: float = Field(
