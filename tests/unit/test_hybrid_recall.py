@@ -37,9 +37,9 @@ from agents.store.schema import CONTEXT, LEXICAL, point_id, to_payload
 from agents.store.scoped import ScopedStore
 from models.event_context import context_weights
 from models.lexical import LexicalEncoder, SparseVector, add_sparse
+from tests.unit.stores import BACKENDS, empty_edge_template, fresh_store, store_config
 
 DIM = 32
-BACKENDS = ["edge", "server"]
 BETA = 0.5
 
 
@@ -57,36 +57,18 @@ def near(base: np.ndarray, cos: float, rng: np.random.Generator) -> np.ndarray:
 
 
 def config(backend: str, path: Path | None = None) -> StoreConfig:
-    if backend == "edge":
-        return StoreConfig(path=path, dim=DIM)
-    return StoreConfig(backend="server", url=":memory:", dim=DIM)
-
-
-def make(backend: str, path: Path) -> ScopedStore:
-    if backend == "edge":
-        return EdgeStore(config("edge", path))
-    return ServerStore(config("server"))
+    return store_config(backend, path, DIM)
 
 
 @pytest.fixture(scope="module")
 def empty_edge(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A closed, empty edge store to copy (creating shards costs fsyncs; copying does not)."""
-    path = tmp_path_factory.mktemp("hybrid-template") / "edge"
-
-    async def create() -> None:
-        async with make("edge", path):
-            pass
-
-    asyncio.run(create())
-    return path
+    return empty_edge_template(tmp_path_factory.mktemp("hybrid-template") / "edge", DIM)
 
 
 @pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path, empty_edge: Path):
-    path = tmp_path / "edge"
-    if request.param == "edge":
-        shutil.copytree(empty_edge, path)
-    s = make(request.param, path)
+    s = fresh_store(request.param, tmp_path, empty_edge, DIM)
     await s.open()
     yield s
     await s.close()
@@ -294,10 +276,8 @@ _example = itertools.count()
 @pytest.fixture(scope="module", params=BACKENDS)
 def long_lived(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, empty_edge: Path):
     """One store per backend on its own loop, shared by the property test's examples."""
-    path = tmp_path_factory.mktemp("hybrid-shared") / "edge"
-    shutil.copytree(empty_edge, path)
     loop = asyncio.new_event_loop()
-    s = make(request.param, path)
+    s = fresh_store(request.param, tmp_path_factory.mktemp("hybrid-shared"), empty_edge, DIM)
     loop.run_until_complete(s.open())
     yield loop, s
     loop.run_until_complete(s.close())

@@ -38,9 +38,9 @@ from agents.store import (
     make_store,
 )
 from agents.store.ids import _point_id, reference_point_id
+from tests.unit.stores import BACKENDS, backend_store, empty_edge_template, fresh_store
 
 DIM = 16
-BACKENDS = ["edge", "server"]
 
 
 def unit(rng: np.random.Generator, dim: int = DIM) -> np.ndarray:
@@ -49,30 +49,18 @@ def unit(rng: np.random.Generator, dim: int = DIM) -> np.ndarray:
 
 
 def make(backend: str, path: Path, **overrides: object) -> MemoryStore:
-    if backend == "edge":
-        return EdgeStore(StoreConfig(path=path, dim=DIM, **overrides))
-    return ServerStore(StoreConfig(backend="server", dim=DIM, **overrides), client=AsyncQdrantClient(location=":memory:"))
+    return backend_store(backend, path, DIM, **overrides)
 
 
 @pytest.fixture(scope="session")
 def empty_edge(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A closed, empty edge store; creating shards and indexes costs ~2 s (fsyncs), copying it does not."""
-    path = tmp_path_factory.mktemp("template") / "edge"
-
-    async def create() -> None:
-        async with make("edge", path):
-            pass
-
-    asyncio.run(create())
-    return path
+    return empty_edge_template(tmp_path_factory.mktemp("template") / "edge", DIM)
 
 
 @pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path, empty_edge: Path):
-    path = tmp_path / "edge"
-    if request.param == "edge":
-        shutil.copytree(empty_edge, path)
-    s = make(request.param, path)
+    s = fresh_store(request.param, tmp_path, empty_edge, DIM)
     await s.open()
     yield s
     await s.close()
