@@ -355,13 +355,13 @@ def _old_store_records(rng: np.random.Generator) -> tuple[list[EventPoint], list
     return events, episodes
 
 
-def _write_old_edge(path: Path, events: list[EventPoint], episodes: list[EpisodePoint]) -> None:
+def _write_old_edge(path: Path, events: list[EventPoint], episodes: list[EpisodePoint], dim: int = DIM) -> None:
     """Shards as the code before hybrid search created them: one unnamed cosine vector."""
     for collection in Collection:
         directory = path / collection.value
         directory.mkdir(parents=True)
         shard = qe.EdgeShard.create(str(directory), qe.EdgeConfig(
-            vectors=qe.EdgeVectorParams(size=DIM, distance=qe.Distance.Cosine),
+            vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine),
             optimizers=qe.EdgeOptimizersConfig(indexing_threshold=0),
         ))
         try:
@@ -531,3 +531,34 @@ async def test_another_dim_is_refused_not_migrated(backend: str, tmp_path: Path,
     finally:
         await client.close()
         await other.close()
+
+
+def test_the_reindex_command_upgrades_an_old_store_for_the_recall_command(tmp_path: Path):
+    """What a user runs: `memstream recall` refuses an old store and names the fix; `memstream store reindex`
+    upgrades it in place; `memstream recall` then finds the one turn that names what was asked."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(3)
+    texts = ["we talked about the weather", "then Zorblax showed up at the harbour", "and we had coffee",
+             "later I took the train home"]
+    events = [EventPoint("t1", "u1", "s1", f"e{i}", float(i), text, unit(rng, 384)) for i, text in enumerate(texts)]
+    _write_old_edge(tmp_path / "state" / "qdrant-edge", events, [sealed(events, 0)], dim=384)
+    env = {**os.environ, "MEMSTREAM_WORKER__STATE_DIR": str(tmp_path / "state")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env, capture_output=True, text=True,
+                              timeout=120)
+
+    refused = cli("recall", "Who showed up at the harbour?", "--tenant", "t1", "--json")
+    assert refused.returncode == 2 and "memstream store reindex" in refused.stderr, refused
+    done = cli("store", "reindex")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"events_before": 4, "events_after": 4, "events_rewritten": 4, "episodes": 1}
+    found = cli("recall", "Did Zorblax come?", "--tenant", "t1", "--budget", "2", "--json")
+    assert found.returncode == 0, found.stderr
+    recalled = json.loads(found.stdout)
+    assert [e["event_id"] for e in recalled][0] == "e1" and len(recalled) == 2
+    assert all(e["episode_index"] == 0 and e["session_id"] == "s1" for e in recalled)
