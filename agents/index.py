@@ -77,10 +77,9 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
                 if event_points:  # events first: an episode is never stored before its events
                     with metrics.store_timer("upsert_events"):
                         await store.upsert_events(event_points)
-                if episode_points:  # members get their episode index and context search vectors first
-                    with metrics.store_timer("episode_context"):
-                        await store.apply_episode_context(episode_points, settings.recall.context_beta)
                 if episode_points:  # an opened episode has no centroid yet: announced, not stored
+                    with metrics.store_timer("episode_context"):  # members first: index and context vectors
+                        await store.apply_episode_context(episode_points, settings.recall.context_beta)
                     with metrics.store_timer("upsert_episodes"):
                         await store.upsert_episodes(episode_points)
 

@@ -40,10 +40,10 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
     class RecallView(View):
         async def post(self, request: Request) -> Response:
             body = await _body(request, RecallRequest)
-            defaults = runtime.settings.recall
+            chosen = runtime.settings.recall.with_request(body.mode, body.budget, body.episode_turns)
             vector = (await runtime.embed([body.query]))[0]
             store = await runtime.store()
-            if (body.mode or defaults.mode) == "episodes":
+            if chosen.mode == "episodes":
                 with metrics.store_timer("recall"):
                     episodes = await recall(
                         store, vector, body.tenant_id, user_id=body.user_id, session_id=body.session_id,
@@ -53,10 +53,8 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
             with metrics.store_timer("recall"):
                 events = await recall_events(
                     store, vector, store.lexical.query(body.query), body.tenant_id, user_id=body.user_id,
-                    session_id=body.session_id, since=body.since, until=body.until,
-                    budget=body.budget or defaults.budget,
-                    episode_turns=defaults.episode_turns if body.episode_turns is None else body.episode_turns,
-                    candidates=defaults.candidates,
+                    session_id=body.session_id, since=body.since, until=body.until, budget=chosen.budget,
+                    episode_turns=chosen.episode_turns, candidates=chosen.candidates,
                 )
             return self.json({"mode": "events", "events": [e.to_dict() for e in events]})
 

@@ -151,11 +151,14 @@ async def fill_store(store: Any, events: list[dict[str, Any]], vectors: dict[str
     return {"events": len(points), "episodes": len(sealed)}
 
 
-def _episode_order(episodes: list[Any]) -> list[str]:
-    """Episode-mode results as a ranked event list: episodes by score (hits before neighbours), events in
-    time order within each."""
-    ranked = sorted(episodes, key=lambda e: (e.score is None, -(e.score if e.score is not None else e.anchor_score)))
-    return [ev.event_id for ep in ranked for ev in ep.events]
+def _episode_order(episodes: list[dict[str, Any]]) -> list[str]:
+    """Episode-mode results (as `RecalledEpisode.to_dict` gives them, in process or over HTTP) as a ranked
+    event list: episodes by score (hits before neighbours), events in time order within each."""
+    def rank(e: dict[str, Any]) -> tuple[bool, float]:
+        return e["score"] is None, -(e["score"] if e["score"] is not None else e["anchor_score"])
+
+    ranked = sorted(episodes, key=rank)
+    return [ev["event_id"] for ep in ranked for ev in ep["events"]]
 
 
 async def _in_process(events, questions, vectors, q_vectors, settings, budget: int, progress: bool) -> dict[str, Any]:
@@ -176,7 +179,7 @@ async def _in_process(events, questions, vectors, q_vectors, settings, budget: i
                 out["latency_s"].append(time.perf_counter() - start)
                 out["memstream"].append([e.event_id for e in found])
                 episodes = await recall(store, q_vectors[i], q["tenant_id"], user_id=q["user_id"], k_s=budget, k_c=0)
-                out["episodes_two_stage"].append(_episode_order(episodes)[:budget])
+                out["episodes_two_stage"].append(_episode_order([e.to_dict() for e in episodes])[:budget])
                 if progress and (i + 1) % 100 == 0:
                     log(f"eval recall: {i + 1}/{len(questions)} questions")
     return out
@@ -229,18 +232,13 @@ async def _through_kafka(events, questions, budget: int, timeout: float) -> dict
                     body |= {"mode": "episodes", "k_s": min(budget, 100), "k_c": 0}
                     async with http.post(url, json=body) as response:
                         data = await response.json()
-                    out["episodes_two_stage"].append(_flatten_http_episodes(data["episodes"])[:budget])
+                    out["episodes_two_stage"].append(_episode_order(data["episodes"])[:budget])
                     if (i + 1) % 100 == 0:
                         log(f"eval recall: {i + 1}/{len(questions)} questions over HTTP")
         finally:
             deployment.stop_workers()
             await deployment.delete_topics()
     return out
-
-
-def _flatten_http_episodes(episodes: list[dict[str, Any]]) -> list[str]:
-    ranked = sorted(episodes, key=lambda e: (e["score"] is None, -(e["score"] if e["score"] is not None else e["anchor_score"])))
-    return [ev["event_id"] for ep in ranked for ev in ep["events"]]
 
 
 # -- the run -----------------------------------------------------------------------------------------------

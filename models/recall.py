@@ -44,6 +44,13 @@ class RecallConfig(BaseModel):
         0.5, ge=0.0, le=4.0, description="Weight of an event's episode neighbours in its search vectors (set when "
         "its episode is sealed; change it, then run `memstream store reindex`)")
 
+    def with_request(
+        self, mode: str | None = None, budget: int | None = None, episode_turns: int | None = None
+    ) -> RecallConfig:
+        """These defaults with what a request set (None: not set) in their place."""
+        asked = {"mode": mode, "budget": budget, "episode_turns": episode_turns}
+        return self.model_copy(update={k: v for k, v in asked.items() if v is not None})
+
 
 H = TypeVar("H", bound=Hashable)
 

@@ -33,6 +33,7 @@ from agents.store.base import (
 from agents.store.schema import CONTEXT, INDEXES, LEXICAL, HybridQuery, IndexKind, NamedVectors
 from agents.store.scope import AnyOf, Condition, HasIds, Match, Range, Scope
 from agents.store.scoped import Found, ScopedStore
+from models.lexical import SparseVector
 
 __all__ = ["EdgeStore", "compact_offline"]
 
@@ -61,6 +62,10 @@ def _condition(c: Condition) -> Any:
     if isinstance(c, HasIds):
         return qe.HasIdCondition(set(c.ids))
     raise TypeError(f"unknown condition {c!r}")
+
+
+def _sparse(vector: SparseVector) -> Any:
+    return qe.SparseVector(list(vector.indices), list(vector.values))
 
 
 def _filter(where: Scope) -> Any:
@@ -215,8 +220,7 @@ class EdgeStore(ScopedStore):
             rows: list[Any] = vectors.tolist()
             if named is not None:
                 rows = [
-                    {"": row, CONTEXT: n.context.tolist(),
-                     LEXICAL: qe.SparseVector(list(n.lexical.indices), list(n.lexical.values))}
+                    {"": row, CONTEXT: n.context.tolist(), LEXICAL: _sparse(n.lexical)}
                     for row, n in zip(rows, named)
                 ]
             points = [qe.Point(i, v, p) for i, v, p in zip(ids, rows, payloads)]
@@ -243,11 +247,10 @@ class EdgeStore(ScopedStore):
 
     async def _hybrid(self, collection: Collection, query: HybridQuery, where: Scope, corpus: Scope) -> list[Found]:
         flt = _filter(where)
-        lexical = qe.SparseVector(list(query.lexical.indices), list(query.lexical.values))
         prefetches = [qe.Prefetch(limit=query.candidates, query=qe.Query.Nearest(query.dense, using=CONTEXT), filter=flt)]
         if len(query.lexical):
             prefetches.append(qe.Prefetch(
-                limit=query.candidates, query=qe.Query.Nearest(lexical, using=LEXICAL), filter=flt,
+                limit=query.candidates, query=qe.Query.Nearest(_sparse(query.lexical), using=LEXICAL), filter=flt,
                 params=qe.SearchParams(idf=qe.IdfParams(corpus=_filter(corpus))),
             ))
         request = qe.QueryRequest(

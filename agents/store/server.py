@@ -18,6 +18,7 @@ from agents.store.base import Collection, StoreClosedError, StoreConfig, StoreEr
 from agents.store.schema import CONTEXT, INDEXES, LEXICAL, HybridQuery, IndexKind, NamedVectors
 from agents.store.scope import AnyOf, Condition, HasIds, Match, Range, Scope
 from agents.store.scoped import Found, ScopedStore
+from models.lexical import SparseVector
 
 __all__ = ["ServerStore"]
 
@@ -42,6 +43,10 @@ def _condition(c: Condition) -> Any:
     if isinstance(c, HasIds):
         return models.HasIdCondition(has_id=list(c.ids))
     raise TypeError(f"unknown condition {c!r}")
+
+
+def _sparse(vector: SparseVector) -> models.SparseVector:
+    return models.SparseVector(indices=list(vector.indices), values=list(vector.values))
 
 
 def _filter(where: Scope) -> models.Filter | None:
@@ -175,8 +180,7 @@ class ServerStore(ScopedStore):
             return
         points = [
             models.PointStruct(id=i, payload=p, vector={
-                "": row, CONTEXT: n.context.tolist(),
-                LEXICAL: models.SparseVector(indices=list(n.lexical.indices), values=list(n.lexical.values))})
+                "": row, CONTEXT: n.context.tolist(), LEXICAL: _sparse(n.lexical)})
             for i, row, p, n in zip(ids, vectors.tolist(), payloads, named)
         ]
         await self.client.upsert(self.name(collection), points=points, wait=True)
@@ -185,9 +189,8 @@ class ServerStore(ScopedStore):
         flt = _filter(where)
         prefetch = [models.Prefetch(query=query.dense, using=CONTEXT, limit=query.candidates, filter=flt)]
         if len(query.lexical):
-            lexical = models.SparseVector(indices=list(query.lexical.indices), values=list(query.lexical.values))
             prefetch.append(models.Prefetch(
-                query=lexical, using=LEXICAL, limit=query.candidates, filter=flt,
+                query=_sparse(query.lexical), using=LEXICAL, limit=query.candidates, filter=flt,
                 params=models.SearchParams(idf=models.IdfCorpusParams(corpus=_filter(corpus))),
             ))
         response = await self.client.query_points(

@@ -62,19 +62,20 @@ def _print_events(events: list[RecalledEvent]) -> None:
     out.print(table)
 
 
-async def _recall(query: str, tenant: str, user: str | None, session: str | None, options: dict) -> list:
+async def _recall(query: str, tenant: str, user: str | None, session: str | None, asked: dict) -> list:
     from models.embedder import Embedder
 
     settings = get_settings()
+    chosen = settings.recall.with_request(asked["mode"], asked["budget"], asked["episode_turns"])
     async with make_store(settings.store, state_dir=settings.worker.state_dir) as store:  # fails fast if locked
         embedder = await asyncio.to_thread(Embedder, settings.embedder)
         vector = (await asyncio.to_thread(embedder.embed, [query]))[0]
-        if options["mode"] == "episodes":
-            return await recall(store, vector, tenant, user_id=user, session_id=session, k_s=options["k_s"],
-                                k_c=options["k_c"])
+        if chosen.mode == "episodes":
+            return await recall(store, vector, tenant, user_id=user, session_id=session, k_s=asked["k_s"],
+                                k_c=asked["k_c"])
         return await recall_events(
             store, vector, store.lexical.query(query), tenant, user_id=user, session_id=session,
-            budget=options["budget"], episode_turns=options["episode_turns"], candidates=settings.recall.candidates)
+            budget=chosen.budget, episode_turns=chosen.episode_turns, candidates=chosen.candidates)
 
 
 async def _recall_http(worker: str, body: dict) -> list:
@@ -115,15 +116,15 @@ def recall_cmd(
     if mode not in (None, "events", "episodes"):
         err.print(f"[red]--mode must be events or episodes, not {mode!r}[/red]")
         raise typer.Exit(2)
-    defaults = get_settings().recall
-    options = {"mode": mode or defaults.mode, "budget": budget or defaults.budget, "k_s": k_s, "k_c": k_c,
-               "episode_turns": defaults.episode_turns if episode_turns is None else episode_turns}
+    # what was not asked stays None: the recall settings of whoever answers (this process, or the worker) apply
+    asked = {"mode": mode, "budget": budget, "episode_turns": episode_turns, "k_s": k_s, "k_c": k_c}
     try:
         if worker:
-            body = {"query": query, "tenant_id": tenant, "user_id": user, "session_id": session, **options}
+            body = {"query": query, "tenant_id": tenant, "user_id": user, "session_id": session}
+            body |= {k: v for k, v in asked.items() if v is not None}
             found = asyncio.run(_recall_http(worker, body))
         else:
-            found = asyncio.run(_recall(query, tenant, user, session, options))
+            found = asyncio.run(_recall(query, tenant, user, session, asked))
     except StoreLockedError as exc:
         err.print(f"[red]{exc}[/red]\nA running worker owns the embedded store: pass --worker http://127.0.0.1:PORT.")
         raise typer.Exit(2) from exc
@@ -132,7 +133,7 @@ def recall_cmd(
         raise typer.Exit(2) from exc
     if json_out:
         sys.stdout.write(orjson.dumps([e.to_dict() for e in found]).decode() + "\n")
-    elif options["mode"] == "episodes":
+    elif found and isinstance(found[0], RecalledEpisode):
         _print(found)
     else:
         _print_events(found)
