@@ -31,16 +31,17 @@ from faust.web import Request, Response, View
 from faust.web.exceptions import ValidationError as WebValidationError
 from pydantic import ValidationError
 
-from models.compensation import Compensation, compensate as _compensate, memory_key, weighted_estimate
-from models.error_memory import ErrorSample, SketchBackend
-from streams.api import CompensateBatchRequest, CompensateRequest
-from streams.codec import validation_reason
+from memstream.models.compensation import Compensation, memory_key, weighted_estimate
+from memstream.models.compensation import compensate as _compensate
+from memstream.models.error_memory import ErrorSample, SketchBackend
+from memstream.streams.api import CompensateBatchRequest, CompensateRequest
+from memstream.streams.codec import validation_reason
 
 if TYPE_CHECKING:
     import faust
 
-    from agents.runtime import Runtime
-    from agents.store import MemoryStore
+    from memstream.agents.runtime import Runtime
+    from memstream.agents.store import MemoryStore
 
 __all__ = ["CompensateError", "ErrorMemoryService", "compensate", "compensate_many", "register_views", "service"]
 
@@ -68,9 +69,7 @@ class ErrorMemoryService:
         self._locks: dict[str, asyncio.Lock] = {}
 
     # -- keys ------------------------------------------------------------------------------------
-    async def keys(
-        self, items: Sequence[tuple[str, str | None, Sequence[float] | None]]
-    ) -> list[np.ndarray | str]:
+    async def keys(self, items: Sequence[tuple[str, str | None, Sequence[float] | None]]) -> list[np.ndarray | str]:
         """Memory keys of (user_id, text, vector) triples, texts embedded in one batch; a str says why a
         triple has no key."""
         texts = [text for _, text, _ in items if _has_text(text)]
@@ -98,8 +97,10 @@ class ErrorMemoryService:
             version = points[-1].model_version if points else None
             for p in points:
                 if p.model_version == version:
-                    self.sketch.add(tenant_id, ErrorSample(p.event_id, np.asarray(p.vector), p.label,
-                                                           p.prediction, p.ts, p.model_version))
+                    self.sketch.add(
+                        tenant_id,
+                        ErrorSample(p.event_id, np.asarray(p.vector), p.label, p.prediction, p.ts, p.model_version),
+                    )
             self._versions[tenant_id] = version
 
     def sketch_add(self, tenant_id: str, sample: ErrorSample) -> None:
@@ -151,19 +152,25 @@ class ErrorMemoryService:
             if isinstance(key, str):
                 raise CompensateError(f"query {i}: {key}")
         store = await self.runtime.store() if "knn" in backends else None
-        answers = await asyncio.gather(*(
-            self._knn(store, q, k) if b == "knn" else self._sketch(q, k)  # type: ignore[arg-type]
-            for q, k, b in zip(queries, keys, backends)
-        ))
+        answers = await asyncio.gather(
+            *(
+                self._knn(store, q, k) if b == "knn" else self._sketch(q, k)  # type: ignore[arg-type]
+                for q, k, b in zip(queries, keys, backends)
+            )
+        )
         return [_result(c, b, q.model_version) for c, b, q in zip(answers, backends, queries)]
 
     async def _knn(self, store: MemoryStore, q: CompensateRequest, key: np.ndarray) -> Compensation:
         cfg = self.config
-        hits = await store.search_errors(key, tenant_id=q.tenant_id, model_version=q.model_version, limit=cfg.k,
-                                         score_threshold=cfg.min_similarity)
+        hits = await store.search_errors(
+            key, tenant_id=q.tenant_id, model_version=q.model_version, limit=cfg.k, score_threshold=cfg.min_similarity
+        )
         estimate = weighted_estimate(
-            np.array([h.score for h in hits]), np.array([h.error.label for h in hits]),
-            np.array([h.error.prediction for h in hits]), cfg.tau, [h.error.event_id for h in hits],
+            np.array([h.score for h in hits]),
+            np.array([h.error.label for h in hits]),
+            np.array([h.error.prediction for h in hits]),
+            cfg.tau,
+            [h.error.event_id for h in hits],
         )
         return _compensate(q.y_base, estimate, cfg)
 
@@ -176,8 +183,16 @@ class ErrorMemoryService:
 
 
 def _result(c: Compensation, backend: str, model_version: str) -> dict[str, Any]:
-    return {"y": c.y, "y_base": c.y_base, "y_err": c.y_err, "support": c.support, "compensated": c.compensated,
-            "neighbour_ids": list(c.neighbour_ids), "backend": backend, "model_version": model_version}
+    return {
+        "y": c.y,
+        "y_base": c.y_base,
+        "y_err": c.y_err,
+        "support": c.support,
+        "compensated": c.compensated,
+        "neighbour_ids": list(c.neighbour_ids),
+        "backend": backend,
+        "model_version": model_version,
+    }
 
 
 _services: weakref.WeakKeyDictionary[Runtime, ErrorMemoryService] = weakref.WeakKeyDictionary()
@@ -206,11 +221,16 @@ async def compensate(
     """Compensate one prediction: ``{"y", "y_base", "y_err", "support", "compensated", "neighbour_ids",
     "backend", "model_version"}``. Raises pydantic's ValidationError on bad input, CompensateError when
     the worker cannot serve the backend asked."""
-    query = CompensateRequest.model_validate({
-        "tenant_id": tenant_id, "user_id": user_id, "model_version": model_version, "y_base": y_base,
-        "features": {"text": features_text, "vector": None if features_vector is None else list(features_vector)},
-        "backend": backend,
-    })
+    query = CompensateRequest.model_validate(
+        {
+            "tenant_id": tenant_id,
+            "user_id": user_id,
+            "model_version": model_version,
+            "y_base": y_base,
+            "features": {"text": features_text, "vector": None if features_vector is None else list(features_vector)},
+            "backend": backend,
+        }
+    )
     return (await service(runtime).compensate_many([query]))[0]
 
 

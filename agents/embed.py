@@ -17,18 +17,23 @@ from __future__ import annotations
 
 import faust
 
-from agents.dead_letters import reject
-from agents.runtime import Runtime
-from streams.codec import InvalidRecord, decode_interaction, encode, encode_with_vector
-from streams.contracts import InteractionEvent, MemoryUpdate
+from memstream.agents.dead_letters import reject
+from memstream.agents.runtime import Runtime
+from memstream.streams.codec import InvalidRecord, decode_interaction, encode
+from memstream.streams.contracts import InteractionEvent, MemoryUpdate
+from memstream.streams.frames import encode_with_vector
 
 STAGE = "embed"
 
 
 def _received(record: InteractionEvent) -> MemoryUpdate:
     return MemoryUpdate.make(
-        "event_received", record.tenant_id, [record.event_id], record.ts,
-        user_id=record.user_id, session_id=record.session_id,
+        "event_received",
+        record.tenant_id,
+        [record.event_id],
+        record.ts,
+        user_id=record.user_id,
+        session_id=record.session_id,
     )
 
 

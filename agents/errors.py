@@ -34,18 +34,18 @@ from contextlib import contextmanager
 import faust
 import numpy as np
 import orjson
-from faust.streams import _current_event  # noqa: PLC2701 - see _in_partition_of
+from faust.streams import _current_event
 from faust.types import EventT
 
-from agents.compensate import ErrorMemoryService, service
-from agents.dead_letters import reject
-from agents.retry import until_done
-from agents.runtime import Runtime
-from agents.store import ErrorPoint
-from models.compensation import NeighbourEstimate
-from models.error_memory import Dropped, ErrorMemory, ErrorSample
-from streams.codec import InvalidRecord, decode_feedback, encode
-from streams.contracts import FeedbackEvent, MemoryUpdate
+from memstream.agents.compensate import ErrorMemoryService, service
+from memstream.agents.dead_letters import reject
+from memstream.agents.retry import until_done
+from memstream.agents.runtime import Runtime
+from memstream.agents.store import ErrorPoint
+from memstream.models.compensation import NeighbourEstimate
+from memstream.models.error_memory import Dropped, ErrorMemory, ErrorSample
+from memstream.streams.codec import InvalidRecord, decode_feedback, encode
+from memstream.streams.contracts import FeedbackEvent, MemoryUpdate
 
 STAGE = "errors"
 log = logging.getLogger(__name__)
@@ -113,8 +113,7 @@ class FeedbackWriter:
         self._policy.restore_version_state(states)
         records = {}
         for record, key in group:
-            sample = ErrorSample(record.event_id, key, record.label, record.prediction, record.ts,
-                                 record.model_version)
+            sample = ErrorSample(record.event_id, key, record.label, record.prediction, record.ts, record.model_version)
             result = self._policy.write(record.tenant_id, sample)
             if result.stored:
                 records[(record.tenant_id, record.event_id)] = record
@@ -138,27 +137,41 @@ class FeedbackWriter:
             await self._store(pending, records)
             pending = []
             version = sample.model_version
-            removed = await until_done(lambda: store.delete_errors(tenant, except_model_version=version),
-                                       f"resetting errors of {tenant}")
+            removed = await until_done(
+                lambda: store.delete_errors(tenant, except_model_version=version), f"resetting errors of {tenant}"
+            )
             svc.sketch_reset(tenant, version)
-            await self.announce(tenant.encode(), MemoryUpdate.make(
-                "errors_reset", tenant, [version], sample.ts, payload={"model_version": version, "removed": removed}))
+            await self.announce(
+                tenant.encode(),
+                MemoryUpdate.make(
+                    "errors_reset", tenant, [version], sample.ts, payload={"model_version": version, "removed": removed}
+                ),
+            )
         await self._store(pending, records)
         for tenant in tenants:
             cutoff = cutoffs.get(tenant)
             expired = 0
             if cutoff is not None and math.isfinite(cutoff):
-                expired = await until_done(lambda: store.delete_errors(tenant, before=cutoff),
-                                           f"expiring errors of {tenant}")
-            trimmed = await until_done(lambda: store.trim_errors(tenant, self.config.capacity),
-                                       f"trimming errors of {tenant}")
+                expired = await until_done(
+                    lambda: store.delete_errors(tenant, before=cutoff), f"expiring errors of {tenant}"
+                )
+            trimmed = await until_done(
+                lambda: store.trim_errors(tenant, self.config.capacity), f"trimming errors of {tenant}"
+            )
             svc.sketch_refresh(tenant, cutoff)
             state = self._policy.version_state().get(tenant, {})
             for reason, count in (("ttl", expired), ("capacity", trimmed)):
                 if count:
-                    await self.announce(tenant.encode(), MemoryUpdate.make(
-                        "errors_evicted", tenant, [reason, tag], state.get("watermark") or 0.0,
-                        payload={"reason": reason, "count": count, "model_version": state.get("current")}))
+                    await self.announce(
+                        tenant.encode(),
+                        MemoryUpdate.make(
+                            "errors_evicted",
+                            tenant,
+                            [reason, tag],
+                            state.get("watermark") or 0.0,
+                            payload={"reason": reason, "count": count, "model_version": state.get("current")},
+                        ),
+                    )
 
     async def _store(self, pending: list[tuple[str, ErrorSample]], records) -> None:
         if not pending:
@@ -177,16 +190,34 @@ class FeedbackWriter:
             if k in fresh:
                 svc.sketch_add(tenant, sample)
             record = records[k]
-            await self.announce(record.key, MemoryUpdate.make(
-                "error_stored", tenant, [sample.sample_id], sample.ts, user_id=record.user_id,
-                payload={"item_id": record.item_id, "model_version": sample.model_version,
-                         "label": sample.label, "prediction": sample.prediction}))
+            await self.announce(
+                record.key,
+                MemoryUpdate.make(
+                    "error_stored",
+                    tenant,
+                    [sample.sample_id],
+                    sample.ts,
+                    user_id=record.user_id,
+                    payload={
+                        "item_id": record.item_id,
+                        "model_version": sample.model_version,
+                        "label": sample.label,
+                        "prediction": sample.prediction,
+                    },
+                ),
+            )
 
 
 def _point(record: FeedbackEvent, sample: ErrorSample) -> ErrorPoint:
     return ErrorPoint(
-        tenant_id=record.tenant_id, user_id=record.user_id, item_id=record.item_id, event_id=record.event_id,
-        model_version=record.model_version, label=record.label, prediction=record.prediction, ts=record.ts,
+        tenant_id=record.tenant_id,
+        user_id=record.user_id,
+        item_id=record.item_id,
+        event_id=record.event_id,
+        model_version=record.model_version,
+        label=record.label,
+        prediction=record.prediction,
+        ts=record.ts,
         vector=sample.key,
     )
 
@@ -218,8 +249,10 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
     metrics = runtime.metrics
     max_chars = settings.worker.max_text_chars
     versions = app.Table(
-        f"{settings.worker.app_id}-errors-versions", partitions=settings.kafka.partitions,
-        key_type=bytes, value_type=bytes,
+        f"{settings.worker.app_id}-errors-versions",
+        partitions=settings.kafka.partitions,
+        key_type=bytes,
+        value_type=bytes,
     )  # tenant -> ErrorMemory.version_state() of the tenant, as seen by one partition
 
     async def announce(key: bytes, update: MemoryUpdate) -> None:
@@ -242,7 +275,8 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
             if not decoded:
                 continue
             keys = await writer.memory_service.keys(
-                [(r.user_id, r.features.text, r.features.vector) for _, r in decoded])
+                [(r.user_id, r.features.text, r.features.vector) for _, r in decoded]
+            )
             accepted = []
             for (event, record), key in zip(decoded, keys):
                 if isinstance(key, str):
@@ -256,8 +290,9 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
                     raw = {t: versions.get(t.encode()) for t in tenants}
                 states = {t: orjson.loads(v) for t, v in raw.items() if v}
                 with metrics.store_timer("errors_write"):
-                    states = await writer.write([(r, k) for _, r, k in group], states,
-                                                f"{partition}:{last.message.offset}")
+                    states = await writer.write(
+                        [(r, k) for _, r, k in group], states, f"{partition}:{last.message.offset}"
+                    )
                 with _in_partition_of(last):
                     for tenant in tenants:
                         versions[tenant.encode()] = orjson.dumps(states[tenant])

@@ -11,45 +11,71 @@ from __future__ import annotations
 import faust
 import numpy as np
 
-from agents.dead_letters import reject
-from agents.retry import until_done
-from agents.runtime import Runtime
-from agents.store import EpisodePoint, EventPoint
-from streams.codec import InvalidRecord, decode_frame, encode
-from streams.contracts import EpisodeRecord, InteractionEvent, MemoryUpdate
+from memstream.agents.dead_letters import reject
+from memstream.agents.retry import until_done
+from memstream.agents.runtime import Runtime
+from memstream.agents.store import EpisodePoint, EventPoint
+from memstream.streams.codec import InvalidRecord, encode
+from memstream.streams.contracts import EpisodeRecord, InteractionEvent, MemoryUpdate
+from memstream.streams.frames import decode_frame
 
 STAGE = "index"
 
 
 def _event_point(record: InteractionEvent, vector: np.ndarray) -> EventPoint:
     return EventPoint(
-        tenant_id=record.tenant_id, user_id=record.user_id, session_id=record.session_id,
-        event_id=record.event_id, ts=record.ts, text=record.text, vector=vector,
-        role=record.role, kind=record.kind, attributes=record.attributes,
+        tenant_id=record.tenant_id,
+        user_id=record.user_id,
+        session_id=record.session_id,
+        event_id=record.event_id,
+        ts=record.ts,
+        text=record.text,
+        vector=vector,
+        role=record.role,
+        kind=record.kind,
+        attributes=record.attributes,
     )
 
 
 def _episode_point(record: EpisodeRecord, centroid: np.ndarray) -> EpisodePoint:
     return EpisodePoint(
-        tenant_id=record.tenant_id, user_id=record.user_id, session_id=record.session_id,
-        episode_index=record.episode_index, start_ts=record.start_ts, end_ts=record.end_ts,
-        event_ids=tuple(record.event_ids), vector=centroid, state="sealed",
+        tenant_id=record.tenant_id,
+        user_id=record.user_id,
+        session_id=record.session_id,
+        episode_index=record.episode_index,
+        start_ts=record.start_ts,
+        end_ts=record.end_ts,
+        event_ids=tuple(record.event_ids),
+        vector=centroid,
+        state="sealed",
     )
 
 
 def _event_update(record: InteractionEvent) -> MemoryUpdate:
     return MemoryUpdate.make(
-        "event_indexed", record.tenant_id, [record.event_id], record.ts,
-        user_id=record.user_id, session_id=record.session_id,
+        "event_indexed",
+        record.tenant_id,
+        [record.event_id],
+        record.ts,
+        user_id=record.user_id,
+        session_id=record.session_id,
     )
 
 
 def _episode_update(record: EpisodeRecord) -> MemoryUpdate:
     return MemoryUpdate.make(
-        f"episode_{record.kind}", record.tenant_id, [f"{record.session_id}#{record.episode_index}"], record.end_ts,
-        user_id=record.user_id, session_id=record.session_id,
-        payload={"episode_index": record.episode_index, "event_ids": record.event_ids,
-                 "start_ts": record.start_ts, "end_ts": record.end_ts},
+        f"episode_{record.kind}",
+        record.tenant_id,
+        [f"{record.session_id}#{record.episode_index}"],
+        record.end_ts,
+        user_id=record.user_id,
+        session_id=record.session_id,
+        payload={
+            "episode_index": record.episode_index,
+            "event_ids": record.event_ids,
+            "start_ts": record.start_ts,
+            "end_ts": record.end_ts,
+        },
     )
 
 
@@ -69,8 +95,9 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
                 except InvalidRecord as exc:
                     await reject(topics, event, exc.reason, STAGE, metrics)
             event_points = [_event_point(r, v) for r, v in decoded if isinstance(r, InteractionEvent)]
-            episode_points = [_episode_point(r, v) for r, v in decoded
-                              if isinstance(r, EpisodeRecord) and r.kind == "sealed"]
+            episode_points = [
+                _episode_point(r, v) for r, v in decoded if isinstance(r, EpisodeRecord) and r.kind == "sealed"
+            ]
 
             async def write() -> None:
                 store = await runtime.store()

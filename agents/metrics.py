@@ -20,8 +20,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 if TYPE_CHECKING:
-    from agents.runtime import Runtime
-    from models.segmenter import SessionState
+    from memstream.agents.runtime import Runtime
+    from memstream.models.segmenter import SessionState
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 """Prometheus text format 0.0.4 (what every Prometheus server scrapes)."""
@@ -41,32 +41,50 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.events = Counter(
-            "memstream_events", "Records a stage consumed (outcome=in) and sent downstream (outcome=out)",
-            ["stage", "outcome"], registry=r)
+            "memstream_events",
+            "Records a stage consumed (outcome=in) and sent downstream (outcome=out)",
+            ["stage", "outcome"],
+            registry=r,
+        )
         self.dead_letters = Counter(
-            "memstream_dead_letters", "Records a stage sent to dead-letters", ["stage"], registry=r)
+            "memstream_dead_letters", "Records a stage sent to dead-letters", ["stage"], registry=r
+        )
         self.batch_size = Histogram(
-            "memstream_batch_size", "Records per batch a stage processed", ["stage"],
-            buckets=_SIZE_BUCKETS, registry=r)
+            "memstream_batch_size", "Records per batch a stage processed", ["stage"], buckets=_SIZE_BUCKETS, registry=r
+        )
         self.embed_batch_seconds = Histogram(
-            "memstream_embed_batch_seconds", "Embedder time of one call (a chunk of a batch)",
-            buckets=_LATENCY_BUCKETS, registry=r)
+            "memstream_embed_batch_seconds",
+            "Embedder time of one call (a chunk of a batch)",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.embed_event_seconds = Histogram(
-            "memstream_embed_event_seconds", "Embedding time per event (batch time / batch size, one per event)",
-            buckets=_LATENCY_BUCKETS, registry=r)
+            "memstream_embed_event_seconds",
+            "Embedding time per event (batch time / batch size, one per event)",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.segment_score = Histogram(
-            "memstream_segment_score", "Segmenter's boundary (surprise) score per decided event",
-            buckets=_SCORE_BUCKETS, registry=r)
+            "memstream_segment_score",
+            "Segmenter's boundary (surprise) score per decided event",
+            buckets=_SCORE_BUCKETS,
+            registry=r,
+        )
         self.episodes = Counter(
-            "memstream_episodes", "Episode changes announced by the segmenter", ["kind"], registry=r)
+            "memstream_episodes", "Episode changes announced by the segmenter", ["kind"], registry=r
+        )
         self.episode_events = Histogram(
-            "memstream_episode_events", "Events per sealed episode", buckets=_SIZE_BUCKETS, registry=r)
+            "memstream_episode_events", "Events per sealed episode", buckets=_SIZE_BUCKETS, registry=r
+        )
         self.store_seconds = Histogram(
-            "memstream_store_seconds", "Wall time of one store operation", ["op"],
-            buckets=_LATENCY_BUCKETS, registry=r)
+            "memstream_store_seconds", "Wall time of one store operation", ["op"], buckets=_LATENCY_BUCKETS, registry=r
+        )
         self.consumer_lag = Gauge(
-            "memstream_consumer_lag", "Records behind the end of an assigned partition (highwater - committed)",
-            ["topic", "partition"], registry=r)
+            "memstream_consumer_lag",
+            "Records behind the end of an assigned partition (highwater - committed)",
+            ["topic", "partition"],
+            registry=r,
+        )
 
     # -- recording helpers -----------------------------------------------------------------------
     def received(self, stage: str, n: int = 1) -> None:

@@ -25,9 +25,10 @@ async def until_done(
             result = await operation()
         except PERMANENT:
             raise
-        except Exception as exc:  # noqa: BLE001 - anything else may be transient (store down, timeout)
-            log.warning("%s failed (attempt %d: %s: %s); retrying in %.1fs", what, attempt, type(exc).__name__,
-                        exc, delay)
+        except Exception as exc:
+            log.warning(
+                "%s failed (attempt %d: %s: %s); retrying in %.1fs", what, attempt, type(exc).__name__, exc, delay
+            )
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_delay)
             attempt += 1

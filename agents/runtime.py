@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from agents.metrics import Metrics
-from agents.store import make_store
-from streams.settings import Settings
+from memstream.agents.metrics import Metrics
+from memstream.agents.settings import Settings
+from memstream.agents.store import make_store
 
 if TYPE_CHECKING:
-    from agents.store import EdgeStore, ServerStore
-    from models.embedder import Embedder
-    from models.language_model import LanguageModel
-    from models.segmenter import Segmenter, SessionState
+    from memstream.agents.store import EdgeStore, ServerStore
+    from memstream.models.embedder import Embedder
+    from memstream.models.language_model import LanguageModel
+    from memstream.models.segmenter import Segmenter, SessionState
 
 
 class LazyLanguageModel:
@@ -36,7 +36,7 @@ class LazyLanguageModel:
     def _get(self) -> LanguageModel:
         with self._lock:
             if self._model is None:
-                from models.language_model import LanguageModel
+                from memstream.models.language_model import LanguageModel
 
                 self._model = LanguageModel(self._settings.lm)
             return self._model
@@ -120,7 +120,7 @@ class Runtime:
 
     def _embed_sync(self, texts: list[str]) -> np.ndarray:
         if self._embedder is None:
-            from models.embedder import Embedder
+            from memstream.models.embedder import Embedder
 
             self._embedder = Embedder(self.settings.embedder)
         return self._embedder.embed(texts)

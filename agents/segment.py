@@ -24,25 +24,31 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import faust
-from faust.streams import _current_event  # Faust's own "current event" context variable (no public setter)
 import numpy as np
+from faust.streams import _current_event  # Faust's own "current event" context variable (no public setter)
 
-from agents.dead_letters import reject
-from agents.metrics import new_scores
-from agents.runtime import Runtime
-from agents.session_store import Session, SessionStore
-from models.segmenter import EpisodeChange, Segmenter
-from streams.codec import InvalidRecord, decode_with_vector, encode_with_vector
-from streams.contracts import CONTROL_KINDS, EpisodeRecord, InteractionEvent
+from memstream.agents.dead_letters import reject
+from memstream.agents.metrics import new_scores
+from memstream.agents.runtime import Runtime
+from memstream.agents.session_store import Session, SessionStore
+from memstream.models.segmenter import EpisodeChange, Segmenter
+from memstream.streams.codec import InvalidRecord
+from memstream.streams.contracts import CONTROL_KINDS, EpisodeRecord, InteractionEvent
+from memstream.streams.frames import decode_with_vector, encode_with_vector
 
 STAGE = "segment"
 
 
 def _episode_record(change: EpisodeChange, event: InteractionEvent) -> EpisodeRecord:
     return EpisodeRecord(
-        kind=change.kind, tenant_id=event.tenant_id, user_id=event.user_id, session_id=event.session_id,
-        episode_index=change.episode_index, event_ids=list(change.event_ids),
-        start_ts=change.start_ts, end_ts=change.end_ts,
+        kind=change.kind,
+        tenant_id=event.tenant_id,
+        user_id=event.user_id,
+        session_id=event.session_id,
+        episode_index=change.episode_index,
+        event_ids=list(change.event_ids),
+        start_ts=change.start_ts,
+        end_ts=change.end_ts,
     )
 
 
@@ -68,8 +74,10 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
     store = SessionStore(app, app_id, settings.kafka.partitions, stage.state_cache, stage.dedupe_window)
     # tenant/session -> "<wall-clock seconds of last event>|<user_id>|<open episode events>"
     activity = app.Table(
-        f"{app_id}-segment-activity", partitions=settings.kafka.partitions,
-        key_type=bytes, value_type=bytes,
+        f"{app_id}-segment-activity",
+        partitions=settings.kafka.partitions,
+        key_type=bytes,
+        value_type=bytes,
     )
     empty = np.zeros(0, np.float32)
 
@@ -103,7 +111,8 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
             if segmenter.config.uses_lm:  # one language-model run for every session's new events, in its thread
                 lm_rows = [i for i, (_, r, _) in enumerate(todo) if r.kind not in CONTROL_KINDS]
                 scored = await runtime.lm_surprises(
-                    segmenter, [(sessions_now[todo[i][1].key].state, todo[i][1].text) for i in lm_rows])
+                    segmenter, [(sessions_now[todo[i][1].key].state, todo[i][1].text) for i in lm_rows]
+                )
                 for i, value in zip(lm_rows, scored):
                     surprises[i] = value
             for (event, record, vector), surprise in zip(todo, surprises):
@@ -114,7 +123,8 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
                 else:
                     cursor = state.cursor
                     changes = segmenter.push(
-                        state, record.event_id, record.ts, vector, record.text, lm_surprise=surprise)
+                        state, record.event_id, record.ts, vector, record.text, lm_surprise=surprise
+                    )
                     metrics.scores(new_scores(state, cursor))
                     # the event itself goes on to be indexed, before its episode
                     await topics.episodes.send(key=key, value=event.value)
@@ -146,7 +156,13 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
                 continue
             tenant_id, session_id = key.decode().split("/", 1)
             control = InteractionEvent(
-                event_id=f"idle-{int(now)}", tenant_id=tenant_id, user_id=user_id, session_id=session_id,
-                ts=now, kind="session_idle", role="system", text="",
+                event_id=f"idle-{int(now)}",
+                tenant_id=tenant_id,
+                user_id=user_id,
+                session_id=session_id,
+                ts=now,
+                kind="session_idle",
+                role="system",
+                text="",
             )
             await topics.embedded.send(key=key, value=encode_with_vector(control, empty))

@@ -28,7 +28,7 @@ from typing import Any
 
 import faust
 
-from models.segmenter import SessionState
+from memstream.models.segmenter import SessionState
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,11 @@ class SessionStore:
                 log.error(
                     "segment state of %r lacks the vectors of %d of its %d buffered events (%s…): they are "
                     "dropped from segmentation (they stay indexed as events); the session goes on",
-                    key, len(missing), len(event_ids), ", ".join(missing[:3]))
+                    key,
+                    len(missing),
+                    len(event_ids),
+                    ", ".join(missing[:3]),
+                )
                 return None
             return b"".join(rows)
 

@@ -10,13 +10,13 @@ from faust.web import Request, Response, View
 from faust.web.exceptions import ValidationError as WebValidationError
 from pydantic import BaseModel, ValidationError
 
-from agents import compensate
-from agents.runtime import Runtime
-from agents.store import recall, recall_events
-from streams.api import ForgetRequest, GetRequest, RecallRequest
-from streams.codec import encode, validation_reason as _reason
-from streams.contracts import MemoryUpdate
-
+from memstream.agents import compensate
+from memstream.agents.runtime import Runtime
+from memstream.agents.store import recall, recall_events
+from memstream.streams.api import ForgetRequest, GetRequest, RecallRequest
+from memstream.streams.codec import encode
+from memstream.streams.codec import validation_reason as _reason
+from memstream.streams.contracts import MemoryUpdate
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -46,15 +46,30 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
             if chosen.mode == "episodes":
                 with metrics.store_timer("recall"):
                     episodes = await recall(
-                        store, vector, body.tenant_id, user_id=body.user_id, session_id=body.session_id,
-                        k_s=body.k_s, k_c=body.k_c, since=body.since, until=body.until,
+                        store,
+                        vector,
+                        body.tenant_id,
+                        user_id=body.user_id,
+                        session_id=body.session_id,
+                        k_s=body.k_s,
+                        k_c=body.k_c,
+                        since=body.since,
+                        until=body.until,
                     )
                 return self.json({"mode": "episodes", "episodes": [e.to_dict() for e in episodes]})
             with metrics.store_timer("recall"):
                 events = await recall_events(
-                    store, vector, store.lexical.query(body.query), body.tenant_id, user_id=body.user_id,
-                    session_id=body.session_id, since=body.since, until=body.until, budget=chosen.budget,
-                    episode_turns=chosen.episode_turns, candidates=chosen.candidates,
+                    store,
+                    vector,
+                    store.lexical.query(body.query),
+                    body.tenant_id,
+                    user_id=body.user_id,
+                    session_id=body.session_id,
+                    since=body.since,
+                    until=body.until,
+                    budget=chosen.budget,
+                    episode_turns=chosen.episode_turns,
+                    candidates=chosen.candidates,
                 )
             return self.json({"mode": "events", "events": [e.to_dict() for e in events]})
 
@@ -75,7 +90,12 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
             compensate.service(runtime).forget_tenant(body.tenant_id)  # the sketch cannot forget one user
             now = time.time()
             update = MemoryUpdate.make(
-                "forgotten", body.tenant_id, [body.user_id], now, salt=f"{now:.6f}", user_id=body.user_id,
+                "forgotten",
+                body.tenant_id,
+                [body.user_id],
+                now,
+                salt=f"{now:.6f}",
+                user_id=body.user_id,
                 payload={"points_removed": removed},
             )
             await topics.memory_updates.send(key=f"{body.tenant_id}/{body.user_id}".encode(), value=encode(update))
@@ -91,7 +111,13 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
 
 def _event_dict(event: Any) -> dict[str, Any]:
     return {
-        "event_id": event.event_id, "tenant_id": event.tenant_id, "user_id": event.user_id,
-        "session_id": event.session_id, "ts": event.ts, "role": event.role, "kind": event.kind,
-        "text": event.text, "attributes": dict(event.attributes),
+        "event_id": event.event_id,
+        "tenant_id": event.tenant_id,
+        "user_id": event.user_id,
+        "session_id": event.session_id,
+        "ts": event.ts,
+        "role": event.role,
+        "kind": event.kind,
+        "text": event.text,
+        "attributes": dict(event.attributes),
     }

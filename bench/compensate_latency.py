@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from models.compensation import CompensationConfig
-from models.error_memory import ErrorMemory, ErrorSample, KnnBackend, SketchBackend
+from memstream.models.compensation import CompensationConfig
+from memstream.models.error_memory import ErrorMemory, ErrorSample, KnnBackend, SketchBackend
 
 __all__ = ["run"]
 
@@ -37,8 +37,12 @@ def _keys(rng: np.random.Generator, n: int, dim: int, centres: int = 300) -> np.
 
 def _summary(seconds: list[float]) -> dict[str, float]:
     ms = np.asarray(seconds) * 1e3
-    return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
-            "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean())}
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "mean_ms": float(ms.mean()),
+    }
 
 
 def _bench(memory: ErrorMemory, keys: np.ndarray, queries: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
@@ -56,25 +60,35 @@ def _bench(memory: ErrorMemory, keys: np.ndarray, queries: np.ndarray, labels: n
         memory.compensate("tenant", q, 0.5)
         reads.append(time.perf_counter() - t0)
         cpu.append(time.thread_time() - c0)
-    out = {"compensate": _summary(reads), "compensate_cpu": _summary(cpu),
-           "write": _summary(writes[len(writes) // 2 :]), "size": memory.backend.size("tenant")}
+    out = {
+        "compensate": _summary(reads),
+        "compensate_cpu": _summary(cpu),
+        "write": _summary(writes[len(writes) // 2 :]),
+        "size": memory.backend.size("tenant"),
+    }
     out["meets_target"] = out["compensate"]["p95_ms"] <= TARGET_P95_MS
     return out
 
 
-def run(n: int | None = None, dim: int = 384, queries: int = 2000, seed: int = 0,
-        config: CompensationConfig | None = None) -> dict[str, Any]:
+def run(
+    n: int | None = None, dim: int = 384, queries: int = 2000, seed: int = 0, config: CompensationConfig | None = None
+) -> dict[str, Any]:
     """Fill each backend with `n` samples and time `queries` single compensate calls."""
     config = config or CompensationConfig(ttl_s=None)
     n = n or config.capacity
     rng = np.random.default_rng(seed)
     keys, q = _keys(rng, n, dim), _keys(rng, queries, dim)
     labels = (rng.random(n) < 0.5).astype(float)
-    result: dict[str, Any] = {"n": n, "dim": dim, "queries": queries, "target_p95_ms": TARGET_P95_MS,
-                              "machine": f"{platform.machine()} {platform.python_implementation()} "
-                                         f"{platform.python_version()}",
-                              "load_average_1m": os.getloadavg()[0], "cpu_count": os.cpu_count(),
-                              "config": config.model_dump()}
+    result: dict[str, Any] = {
+        "n": n,
+        "dim": dim,
+        "queries": queries,
+        "target_p95_ms": TARGET_P95_MS,
+        "machine": f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}",
+        "load_average_1m": os.getloadavg()[0],
+        "cpu_count": os.cpu_count(),
+        "config": config.model_dump(),
+    }
     with threadpool_limits(limits=1, user_api="blas"):
         result["sketch"] = _bench(ErrorMemory(SketchBackend(config), config), keys, q, labels)
         result["knn"] = _bench(ErrorMemory(KnnBackend(config), config), keys, q, labels)

@@ -12,15 +12,16 @@ import re
 from functools import lru_cache
 
 from bench.segmentation_data import WIKI_MEMBER, iter_articles
-from models.assets import GENSIM, asset_path
-
+from memstream.models.assets import GENSIM, asset_path
 
 _COMMENT = re.compile(r"<!--.*?-->", re.S)
 _REF = re.compile(r"<ref[^>/]*/>|<ref[^>]*>.*?</ref>", re.S)
 _TAG = re.compile(r"<[^>]+>")
 _TABLE = re.compile(r"\{\|.*?\|\}", re.S)
 _TEMPLATE = re.compile(r"\{\{[^{}]*\}\}")
-_FILE_LINK = re.compile(r"\[\[(?:File|Image|Category|[a-z]{2,3}(?:-[a-z]+)?):[^\[\]]*(?:\[\[[^\]]*\]\][^\[\]]*)*\]\]", re.I)
+_FILE_LINK = re.compile(
+    r"\[\[(?:File|Image|Category|[a-z]{2,3}(?:-[a-z]+)?):[^\[\]]*(?:\[\[[^\]]*\]\][^\[\]]*)*\]\]", re.I
+)
 _LINK = re.compile(r"\[\[(?:[^|\]]*\|)?([^\]]*)\]\]")
 _EXT_LINK = re.compile(r"\[https?://\S+\s*([^\]]*)\]")
 _EMPHASIS = re.compile(r"'{2,}")
@@ -43,7 +44,8 @@ def _strip_markup(text: str) -> str:
     text = _EMPHASIS.sub("", text)
     text = _TAG.sub(" ", text)
     kept = [
-        line for line in text.splitlines()
+        line
+        for line in text.splitlines()
         if line.strip() and not line.lstrip().startswith(("=", "*", "#", ":", ";", "|", "!", "{", "}"))
     ]
     return "\n".join(kept)

@@ -23,14 +23,15 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import typer
 
 from bench.corpus import wiki_sentences
-from models.onnx_cache import available_cpus
+from memstream.models.onnx_cache import available_cpus
 
 QUALITY_BATCH = 32
 Encode = Callable[[list[str]], np.ndarray]
@@ -38,6 +39,7 @@ Encode = Callable[[list[str]], np.ndarray]
 
 def top_k_agreement(reference: np.ndarray, other: np.ndarray, k: int = 10) -> float:
     """Mean share of each row's k nearest neighbours (cosine, self excluded) that both spaces agree on."""
+
     def neighbours(v: np.ndarray) -> np.ndarray:
         sim = v @ v.T
         np.fill_diagonal(sim, -np.inf)
@@ -56,24 +58,32 @@ def _anchor(threads: int) -> tuple[Encode | None, str]:
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
         return None, f"sentence-transformers not importable here ({exc.name or exc}); anchor skipped"
-    from models.assets import MINILM, asset_path
+    from memstream.models.assets import MINILM, asset_path
 
     asset_path(MINILM, "model.safetensors")
-    for member in ("modules.json", "sentence_bert_config.json", "1_Pooling/config.json", "tokenizer_config.json",
-                   "special_tokens_map.json", "vocab.txt", "tokenizer.json"):
+    for member in (
+        "modules.json",
+        "sentence_bert_config.json",
+        "1_Pooling/config.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "vocab.txt",
+        "tokenizer.json",
+    ):
         asset_path(MINILM, member)
     torch.set_num_threads(threads)
     model = SentenceTransformer(str(asset_path(MINILM, "config.json").parent), device="cpu")
 
     def encode(texts: list[str]) -> np.ndarray:
-        return model.encode(texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True,
-                            show_progress_bar=False)
+        return model.encode(
+            texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
 
     return encode, f"sentence-transformers {sentence_transformers.__version__}, torch {torch.__version__}"
 
 
 def _onnx(variant: str, threads: int, max_batch: int) -> tuple[Encode, str]:
-    from models.embedder import Embedder, EmbedderConfig
+    from memstream.models.embedder import Embedder, EmbedderConfig
 
     embedder = Embedder(EmbedderConfig(variant=variant, provider="cpu", threads=threads, batch_size=max_batch))
     return embedder.embed, f"onnxruntime {variant} ({embedder.provider})"
@@ -179,8 +189,12 @@ def run(
         "repeats": repeats,
         "threads": threads,
         "engines": {name: about for name, (_, about) in engines.items()},
-        "machine": {"cpus": available_cpus(), "processor": platform.processor() or platform.machine(),
-                    "python": platform.python_version(), "onnxruntime": onnxruntime.__version__},
+        "machine": {
+            "cpus": available_cpus(),
+            "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+            "onnxruntime": onnxruntime.__version__,
+        },
         "notes": notes,
     }
 
@@ -190,9 +204,9 @@ def bench_embed(
     sentences: int = typer.Option(2000, "--sentences", "-n", min=64, help="Wikipedia sentences to embed"),
     batch_sizes: str = typer.Option("1,32,128", "--batch-sizes", help="comma-separated batch sizes"),
     repeats: int = typer.Option(3, "--repeats", min=1, help="passes per measurement (median reported)"),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: all available)"),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (default: all available)"),
     anchor: bool = typer.Option(True, "--anchor/--no-anchor", help="measure sentence-transformers when importable"),
-    out: Optional[Path] = typer.Option(None, "--out", help="also write the JSON report to this file"),
+    out: Path | None = typer.Option(None, "--out", help="also write the JSON report to this file"),
 ) -> None:
     """Benchmark the ONNX embedder (fp32, int8) against sentence-transformers on real sentences."""
     sizes = [int(part) for part in batch_sizes.split(",") if part.strip()]
@@ -206,7 +220,9 @@ def bench_embed(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"sentences/s ({report['sentences']} sentences, {report['threads']} threads, median of {repeats})")
+    table = Table(
+        title=f"sentences/s ({report['sentences']} sentences, {report['threads']} threads, median of {repeats})"
+    )
     engines = [name for name in ("anchor", "fp32", "int8") if f"{name}_per_s" in report["per_batch"][str(sizes[0])]]
     table.add_column("batch", justify="right")
     for name in engines:

@@ -23,8 +23,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -38,7 +38,9 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _throughput(encode: Encode, sentences: list[str], batch: int, repeats: int, sync: Callable[[], None] = lambda: None) -> tuple[float, list[float], np.ndarray]:
+def _throughput(
+    encode: Encode, sentences: list[str], batch: int, repeats: int, sync: Callable[[], None] = lambda: None
+) -> tuple[float, list[float], np.ndarray]:
     encode(sentences[: max(batch, 8)])  # warm-up (CUDA: kernels, cuBLAS handles)
     if batch == 1:
         for s in sentences[:32]:
@@ -78,7 +80,7 @@ def _ensure_nvidia_libs_visible() -> list[str]:
                 link.symlink_to(root)
                 notes.append(f"linked {link} -> {root}")
                 break
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         notes.append(f"could not link nvidia libs: {exc}")
     return notes
 
@@ -89,8 +91,8 @@ def onnx_phase(sentences: list[str], batch_sizes: Sequence[int], repeats: int, v
 
     if hasattr(ort, "preload_dlls"):
         ort.preload_dlls()
-    from models.embedder import Embedder, EmbedderConfig, model_path
-    from models.assets import sha256_file
+    from memstream.models.assets import sha256_file
+    from memstream.models.embedder import Embedder, EmbedderConfig, model_path
 
     threads = _cpus()
     engines = {}
@@ -124,7 +126,11 @@ def onnx_phase(sentences: list[str], batch_sizes: Sequence[int], repeats: int, v
         "cuda_session_load_s": round(load_cuda_s, 2),
         "per_s": per_s,
         "passes": passes,
-        "cos_cuda_vs_cpu": {"min": round(float(all_c.min()), 7), "mean": round(float(all_c.mean()), 7), "per_batch": cos},
+        "cos_cuda_vs_cpu": {
+            "min": round(float(all_c.min()), 7),
+            "mean": round(float(all_c.mean()), 7),
+            "per_batch": cos,
+        },
         "onnxruntime": ort.__version__,
         "onnxruntime_file": ort.__file__,
         "available_providers": ort.get_available_providers(),
@@ -140,7 +146,7 @@ def anchor_phase(sentences: list[str], batch_sizes: Sequence[int], repeats: int,
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from models.assets import MINILM, asset_path
+    from memstream.models.assets import MINILM, asset_path
 
     model_dir = asset_path(MINILM, "config.json").parent
     device = os.environ.get("EMBED_CUDA_ANCHOR_DEVICE", "cuda")
@@ -148,8 +154,9 @@ def anchor_phase(sentences: list[str], batch_sizes: Sequence[int], repeats: int,
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def encode(texts: list[str]) -> np.ndarray:
-        return model.encode(texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True,
-                            show_progress_bar=False)
+        return model.encode(
+            texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
 
     per_s, passes, vecs32 = {}, {}, None
     for batch in batch_sizes:
@@ -159,9 +166,12 @@ def anchor_phase(sentences: list[str], batch_sizes: Sequence[int], repeats: int,
         if batch == 32 or vecs32 is None:
             vecs32 = vecs
         print(f"bench: anchor batch {batch}: {rate:.1f}/s", file=sys.stderr, flush=True)
-    out = {"per_s": per_s, "passes": passes,
-           "about": f"sentence-transformers {sentence_transformers.__version__}, torch {torch.__version__}, "
-                    f"{torch.cuda.get_device_name(0) if device == 'cuda' else device}"}
+    out = {
+        "per_s": per_s,
+        "passes": passes,
+        "about": f"sentence-transformers {sentence_transformers.__version__}, torch {torch.__version__}, "
+        f"{torch.cuda.get_device_name(0) if device == 'cuda' else device}",
+    }
     cuda_file = vec_dir / "onnx_cuda_b32.npy"
     if cuda_file.exists() and vecs32 is not None:
         c = np.sum(np.load(cuda_file) * vecs32, axis=1)
@@ -199,9 +209,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     anchor = None
     if args.phase == "all" and not args.no_anchor:
         anchor_out = out.with_name(out.stem + ".anchor.json")
-        cmd = [sys.executable, "-m", "bench.embed_cuda", "--phase", "anchor", "--sentences", args.sentences,
-               "--out", str(anchor_out), "--batch-sizes", args.batch_sizes, "--repeats", str(args.repeats),
-               "--vec-dir", str(vec_dir)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "bench.embed_cuda",
+            "--phase",
+            "anchor",
+            "--sentences",
+            args.sentences,
+            "--out",
+            str(anchor_out),
+            "--batch-sizes",
+            args.batch_sizes,
+            "--repeats",
+            str(args.repeats),
+            "--vec-dir",
+            str(vec_dir),
+        ]
         result = subprocess.run(cmd)
         if result.returncode == 0 and anchor_out.exists():
             anchor = json.loads(anchor_out.read_text())
@@ -219,12 +243,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary[batch] = row
     report["per_batch"] = summary
     try:
-        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20).stdout.strip()
-    except Exception:  # noqa: BLE001
+        gpu = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        ).stdout.strip()
+    except Exception:
         gpu = None
-    report["machine"] = {"gpu": gpu, "cpus": _cpus(), "processor": platform.processor() or platform.machine(),
-                         "python": platform.python_version()}
+    report["machine"] = {
+        "gpu": gpu,
+        "cpus": _cpus(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+    }
     report["wall_s"] = round(time.perf_counter() - started, 1)
     out.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

@@ -34,18 +34,19 @@ import csv
 import json
 import math
 import time
+from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.metrics import log_loss, roc_auc_score
 from threadpoolctl import threadpool_limits
 
-from models.compensation import CompensationConfig, compensate, feature_key, hashed_vector, identity_key
-from models.error_memory import ErrorBackend, ErrorMemory, ErrorSample, KnnBackend, SketchBackend
+from memstream.models.compensation import CompensationConfig, compensate, feature_key, hashed_vector, identity_key
+from memstream.models.error_memory import ErrorBackend, ErrorMemory, ErrorSample, KnnBackend, SketchBackend
 
 __all__ = ["Interactions", "LogisticMF", "load_interactions", "run", "sample_keys", "train_base"]
 
@@ -74,12 +75,13 @@ class Interactions:
 
     def slice(self, sl: slice) -> Interactions:
         f = None if self.features is None else self.features[sl]
-        return Interactions(self.users[sl], self.items[sl], self.ts[sl], self.labels[sl], self.user_ids,
-                            self.item_ids, f, self.source)
+        return Interactions(
+            self.users[sl], self.items[sl], self.ts[sl], self.labels[sl], self.user_ids, self.item_ids, f, self.source
+        )
 
 
 def _movielens_path() -> Path:
-    from models.assets import RECBOLE, asset_path
+    from memstream.models.assets import RECBOLE, asset_path
 
     return asset_path(RECBOLE, "dataset_example/ml-100k/ml-100k.inter")
 
@@ -127,8 +129,9 @@ def load_interactions(input_path: Path | None = None) -> Interactions:
     order = np.argsort(ts, kind="stable")
     user_ids, u = np.unique(users[order], return_inverse=True)
     item_ids, i = np.unique(items[order], return_inverse=True)
-    return Interactions(u, i, ts[order], labels[order], list(user_ids), list(item_ids),
-                        None if feats is None else feats[order], source)
+    return Interactions(
+        u, i, ts[order], labels[order], list(user_ids), list(item_ids), None if feats is None else feats[order], source
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -153,23 +156,43 @@ class LogisticMF:
         return _sigmoid(z)
 
 
-def _fit_mf(data: Interactions, n_users: int, n_items: int, *, dim: int, reg: float, lr: float, epochs: int,
-            seed: int, val: Interactions | None = None) -> tuple[LogisticMF, int]:
+def _fit_mf(
+    data: Interactions,
+    n_users: int,
+    n_items: int,
+    *,
+    dim: int,
+    reg: float,
+    lr: float,
+    epochs: int,
+    seed: int,
+    val: Interactions | None = None,
+) -> tuple[LogisticMF, int]:
     """Full-batch Adam on mean logloss + L2; returns the model and (with `val`) the best epoch."""
     rng = np.random.default_rng(seed)
     u, i, y, n = data.users, data.items, data.labels, len(data)
     Su = sp.csr_matrix((np.ones(n), (u, np.arange(n))), shape=(n_users, n))  # scatter-add by user
     Si = sp.csr_matrix((np.ones(n), (i, np.arange(n))), shape=(n_items, n))
-    p = {"b": np.zeros(1), "bu": np.zeros(n_users), "bi": np.zeros(n_items),
-         "P": 0.1 * rng.standard_normal((n_users, dim)), "Q": 0.1 * rng.standard_normal((n_items, dim))}
+    p = {
+        "b": np.zeros(1),
+        "bu": np.zeros(n_users),
+        "bi": np.zeros(n_items),
+        "P": 0.1 * rng.standard_normal((n_users, dim)),
+        "Q": 0.1 * rng.standard_normal((n_items, dim)),
+    }
     m1 = {k: np.zeros_like(v) for k, v in p.items()}
     m2 = {k: np.zeros_like(v) for k, v in p.items()}
     best, best_epoch = math.inf, epochs
     for ep in range(1, epochs + 1):
         Pu, Qi = p["P"][u], p["Q"][i]
         g = (_sigmoid(p["b"][0] + p["bu"][u] + p["bi"][i] + np.einsum("nd,nd->n", Pu, Qi)) - y) / n
-        grads = {"b": np.array([g.sum()]), "bu": Su @ g + reg * p["bu"], "bi": Si @ g + reg * p["bi"],
-                 "P": Su @ (g[:, None] * Qi) + reg * p["P"], "Q": Si @ (g[:, None] * Pu) + reg * p["Q"]}
+        grads = {
+            "b": np.array([g.sum()]),
+            "bu": Su @ g + reg * p["bu"],
+            "bi": Si @ g + reg * p["bi"],
+            "P": Su @ (g[:, None] * Qi) + reg * p["P"],
+            "Q": Si @ (g[:, None] * Pu) + reg * p["Q"],
+        }
         for k in p:
             m1[k] = 0.9 * m1[k] + 0.1 * grads[k]
             m2[k] = 0.999 * m2[k] + 0.001 * grads[k] ** 2
@@ -187,17 +210,28 @@ def _model(p: dict[str, np.ndarray], u: np.ndarray, i: np.ndarray, data: Interac
     seen_u[u] = True
     seen_i = np.zeros(len(p["bi"]), bool)
     seen_i[i] = True
-    return LogisticMF(float(p["b"][0]), p["bu"] * seen_u, p["bi"] * seen_i, p["P"] * seen_u[:, None],
-                      p["Q"] * seen_i[:, None])
+    return LogisticMF(
+        float(p["b"][0]), p["bu"] * seen_u, p["bi"] * seen_i, p["P"] * seen_u[:, None], p["Q"] * seen_i[:, None]
+    )
 
 
-def train_base(train: Interactions, *, dim: int = 16, reg: float = 1e-4, lr: float = 0.05,
-               max_epochs: int = 200, seed: int = 0) -> tuple[LogisticMF, int]:
+def train_base(
+    train: Interactions, *, dim: int = 16, reg: float = 1e-4, lr: float = 0.05, max_epochs: int = 200, seed: int = 0
+) -> tuple[LogisticMF, int]:
     """Early-stop on the last 10 % (by time) of `train`, then refit on all of it for that many epochs."""
     nu, ni = len(train.user_ids), len(train.item_ids)
     cut = int(len(train) * 0.9)
-    _, epochs = _fit_mf(train.slice(slice(0, cut)), nu, ni, dim=dim, reg=reg, lr=lr, epochs=max_epochs,
-                        seed=seed, val=train.slice(slice(cut, None)))
+    _, epochs = _fit_mf(
+        train.slice(slice(0, cut)),
+        nu,
+        ni,
+        dim=dim,
+        reg=reg,
+        lr=lr,
+        epochs=max_epochs,
+        seed=seed,
+        val=train.slice(slice(cut, None)),
+    )
     model, _ = _fit_mf(train, nu, ni, dim=dim, reg=reg, lr=lr, epochs=epochs, seed=seed)
     return model, epochs
 
@@ -205,8 +239,9 @@ def train_base(train: Interactions, *, dim: int = 16, reg: float = 1e-4, lr: flo
 # ---------------------------------------------------------------------------------------------------
 # keys
 # ---------------------------------------------------------------------------------------------------
-def sample_keys(data: Interactions, model: LogisticMF, trained_items: np.ndarray,
-                config: CompensationConfig) -> np.ndarray:
+def sample_keys(
+    data: Interactions, model: LogisticMF, trained_items: np.ndarray, config: CompensationConfig
+) -> np.ndarray:
     """Memory keys ``identity_key(item_block, user_id)`` for every interaction (see the module docstring)."""
     q = model.Q
     item_rows = []
@@ -226,8 +261,15 @@ def sample_keys(data: Interactions, model: LogisticMF, trained_items: np.ndarray
 # ---------------------------------------------------------------------------------------------------
 # replay
 # ---------------------------------------------------------------------------------------------------
-def _replay(backend: ErrorBackend, config: CompensationConfig, test: Interactions, keys: np.ndarray,
-            base: np.ndarray, progress: Any, label: str) -> dict[str, Any]:
+def _replay(
+    backend: ErrorBackend,
+    config: CompensationConfig,
+    test: Interactions,
+    keys: np.ndarray,
+    base: np.ndarray,
+    progress: Any,
+    label: str,
+) -> dict[str, Any]:
     """Compensate-then-write in time order; returns compensated and λ=0 predictions and memory stats."""
     memory = ErrorMemory(backend, config)
     zero = config.model_copy(update={"lam": 0.0})
@@ -245,9 +287,15 @@ def _replay(backend: ErrorBackend, config: CompensationConfig, test: Interaction
         evicted += sum(e.count for e in memory.write(TENANT, sample).evictions)
         if task is not None and (j % 500 == 499 or j == len(test) - 1):
             progress.update(task, completed=j + 1)
-    return {"y": y, "y0": y0, "seconds": time.perf_counter() - t0, "evicted": evicted,
-            "covered": float(np.mean(support > 0)), "mean_support": float(support.mean()),
-            "final_size": backend.size(TENANT)}
+    return {
+        "y": y,
+        "y0": y0,
+        "seconds": time.perf_counter() - t0,
+        "evicted": evicted,
+        "covered": float(np.mean(support > 0)),
+        "mean_support": float(support.mean()),
+        "final_size": backend.size(TENANT),
+    }
 
 
 def _metrics(labels: np.ndarray, p: np.ndarray) -> tuple[float, float]:
@@ -260,13 +308,25 @@ def _progress(show: bool) -> Any:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=Console(stderr=True), transient=False)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
 
 
-def run(input_path: Path | None = None, *, config: CompensationConfig | None = None,
-        train_fraction: float = 0.5, limit: int | None = None,
-        seed: int = 0, show_progress: bool = True) -> dict[str, Any]:
+def run(
+    input_path: Path | None = None,
+    *,
+    config: CompensationConfig | None = None,
+    train_fraction: float = 0.5,
+    limit: int | None = None,
+    seed: int = 0,
+    show_progress: bool = True,
+) -> dict[str, Any]:
     """Run the whole evaluation and return a JSON-able dict (see the module docstring)."""
     config = config or CompensationConfig()
     t_start = time.perf_counter()
@@ -317,13 +377,22 @@ def run(input_path: Path | None = None, *, config: CompensationConfig | None = N
         "target_met_knn": bool(auc_knn >= auc_base + 0.01 and ll_knn <= ll_base),
         "target_met_sketch": bool(auc_sketch >= auc_base + 0.01 and ll_sketch <= ll_base),
         "memory": {
-            name: {"seconds": r["seconds"], "evicted": r["evicted"], "final_size": r["final_size"],
-                   "queries_with_neighbours": r["covered"], "mean_support": r["mean_support"]}
+            name: {
+                "seconds": r["seconds"],
+                "evicted": r["evicted"],
+                "final_size": r["final_size"],
+                "queries_with_neighbours": r["covered"],
+                "mean_support": r["mean_support"],
+            }
             for name, r in (("knn", knn), ("sketch", sketch))
         },
         "base_model": {"kind": "logistic MF (dim 16, L2 1e-4, Adam)", "epochs": epochs, "train_seconds": train_s},
-        "key": {"user": f"hashed id, {config.user_dim}-d", "item": "base item factor (hashed id if unseen)",
-                "user_share": config.user_share, "features": data.features is not None},
+        "key": {
+            "user": f"hashed id, {config.user_dim}-d",
+            "item": "base item factor (hashed id if unseen)",
+            "user_share": config.user_share,
+            "features": data.features is not None,
+        },
         "config": config.model_dump(),
         "seconds": time.perf_counter() - t_start,
     }

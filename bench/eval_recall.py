@@ -32,8 +32,9 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -111,10 +112,12 @@ class Baselines:
 
 
 # -- memstream in process ----------------------------------------------------------------------------------
-async def fill_store(store: Any, events: list[dict[str, Any]], vectors: dict[str, np.ndarray], settings: Any) -> dict[str, int]:
+async def fill_store(
+    store: Any, events: list[dict[str, Any]], vectors: dict[str, np.ndarray], settings: Any
+) -> dict[str, int]:
     """Segment the events as the segment stage does and write them as the index stage does."""
-    from agents.store import EpisodePoint, EventPoint
-    from models.segmenter import Segmenter, SessionState
+    from memstream.agents.store import EpisodePoint, EventPoint
+    from memstream.models.segmenter import Segmenter, SessionState
 
     segmenter = Segmenter(settings.segmentation)
     states: dict[tuple[str, str], SessionState] = {}
@@ -125,10 +128,19 @@ async def fill_store(store: Any, events: list[dict[str, Any]], vectors: dict[str
     def collect(key: tuple[str, str], changes: list[Any]) -> None:
         for change in changes:
             if change.kind == "sealed":
-                sealed.append(EpisodePoint(
-                    tenant_id=key[0], user_id=owner[key], session_id=key[1], episode_index=change.episode_index,
-                    start_ts=change.start_ts, end_ts=change.end_ts, event_ids=tuple(change.event_ids),
-                    vector=change.centroid, state="sealed"))
+                sealed.append(
+                    EpisodePoint(
+                        tenant_id=key[0],
+                        user_id=owner[key],
+                        session_id=key[1],
+                        episode_index=change.episode_index,
+                        start_ts=change.start_ts,
+                        end_ts=change.end_ts,
+                        event_ids=tuple(change.event_ids),
+                        vector=change.centroid,
+                        state="sealed",
+                    )
+                )
 
     for event in events:
         key = (event["tenant_id"], event["session_id"])
@@ -138,10 +150,18 @@ async def fill_store(store: Any, events: list[dict[str, Any]], vectors: dict[str
             collect(key, segmenter.flush(state))
             continue
         vector = vectors[event["event_id"]]
-        points.append(EventPoint(
-            tenant_id=event["tenant_id"], user_id=event["user_id"], session_id=event["session_id"],
-            event_id=event["event_id"], ts=float(event["ts"]), text=event.get("text", ""), vector=vector,
-            role=event.get("role", "user")))
+        points.append(
+            EventPoint(
+                tenant_id=event["tenant_id"],
+                user_id=event["user_id"],
+                session_id=event["session_id"],
+                event_id=event["event_id"],
+                ts=float(event["ts"]),
+                text=event.get("text", ""),
+                vector=vector,
+                role=event.get("role", "user"),
+            )
+        )
         collect(key, segmenter.push(state, event["event_id"], float(event["ts"]), vector, event.get("text", "")))
     for key, state in states.items():  # sessions without a session_end: what idle sealing would do
         collect(key, segmenter.flush(state))
@@ -154,6 +174,7 @@ async def fill_store(store: Any, events: list[dict[str, Any]], vectors: dict[str
 def _episode_order(episodes: list[dict[str, Any]]) -> list[str]:
     """Episode-mode results (as `RecalledEpisode.to_dict` gives them, in process or over HTTP) as a ranked
     event list: episodes by score (hits before neighbours), events in time order within each."""
+
     def rank(e: dict[str, Any]) -> tuple[bool, float]:
         return e["score"] is None, -(e["score"] if e["score"] is not None else e["anchor_score"])
 
@@ -162,7 +183,7 @@ def _episode_order(episodes: list[dict[str, Any]]) -> list[str]:
 
 
 async def _in_process(events, questions, vectors, q_vectors, settings, budget: int, progress: bool) -> dict[str, Any]:
-    from agents.store import EdgeStore, recall, recall_events
+    from memstream.agents.store import EdgeStore, recall, recall_events
 
     out: dict[str, Any] = {"memstream": [], "episodes_two_stage": [], "latency_s": []}
     with tempfile.TemporaryDirectory(prefix="memstream-eval-recall-") as tmp:
@@ -174,8 +195,15 @@ async def _in_process(events, questions, vectors, q_vectors, settings, budget: i
             for i, q in enumerate(questions):
                 start = time.perf_counter()
                 found = await recall_events(
-                    store, q_vectors[i], store.lexical.query(q["question"]), q["tenant_id"], user_id=q["user_id"],
-                    budget=budget, episode_turns=cfg.episode_turns, candidates=cfg.candidates)
+                    store,
+                    q_vectors[i],
+                    store.lexical.query(q["question"]),
+                    q["tenant_id"],
+                    user_id=q["user_id"],
+                    budget=budget,
+                    episode_turns=cfg.episode_turns,
+                    candidates=cfg.candidates,
+                )
                 out["latency_s"].append(time.perf_counter() - start)
                 out["memstream"].append([e.event_id for e in found])
                 episodes = await recall(store, q_vectors[i], q["tenant_id"], user_id=q["user_id"], k_s=budget, k_c=0)
@@ -189,10 +217,10 @@ async def _in_process(events, questions, vectors, q_vectors, settings, budget: i
 async def _through_kafka(events, questions, budget: int, timeout: float) -> dict[str, Any]:
     import aiohttp
 
-    from streams.client import Publisher, subscribe
-    from streams.contracts import InteractionEvent
-    from streams.settings import get_settings
-    from streams.workers import Deployment
+    from memstream.agents.settings import get_settings
+    from memstream.deploy.workers import Deployment
+    from memstream.streams.client import Publisher, subscribe
+    from memstream.streams.contracts import InteractionEvent
 
     settings = get_settings()
     turns = {e["event_id"] for e in events if is_turn(e)}
@@ -221,7 +249,12 @@ async def _through_kafka(events, questions, budget: int, timeout: float) -> dict
             url = f"http://127.0.0.1:{deployment.ports['w1']}/recall/"
             async with aiohttp.ClientSession() as http:
                 for i, q in enumerate(questions):
-                    body = {"query": q["question"], "tenant_id": q["tenant_id"], "user_id": q["user_id"], "budget": budget}
+                    body = {
+                        "query": q["question"],
+                        "tenant_id": q["tenant_id"],
+                        "user_id": q["user_id"],
+                        "budget": budget,
+                    }
                     start = time.perf_counter()
                     async with http.post(url, json=body) as response:
                         if response.status != 200:
@@ -243,12 +276,17 @@ async def _through_kafka(events, questions, budget: int, timeout: float) -> dict
 
 # -- the run -----------------------------------------------------------------------------------------------
 def run(
-    input_path: Path, budgets: Sequence[int] = BUDGETS, through_kafka: bool = False, timeout: float = 1200.0,
-    progress: bool = True, embed: Callable[[list[str]], np.ndarray] | None = None, settings: Any = None,
+    input_path: Path,
+    budgets: Sequence[int] = BUDGETS,
+    through_kafka: bool = False,
+    timeout: float = 1200.0,
+    progress: bool = True,
+    embed: Callable[[list[str]], np.ndarray] | None = None,
+    settings: Any = None,
 ) -> dict[str, Any]:
     """The evaluation; ``embed`` and ``settings`` replace the pipeline's embedder and settings (tests)."""
     from bench.eval_segmentation import cached_embeddings
-    from streams.settings import get_settings
+    from memstream.agents.settings import get_settings
 
     settings = settings or get_settings()
     if through_kafka and (embed is not None or settings is not get_settings()):
@@ -302,21 +340,38 @@ def run(
                 per_cat[str(q.get("category", "all"))][str(b)].append(r)
             recall[method][str(b)] = round(float(np.mean(values)), 4)
             returned[method][str(b)] = round(float(np.mean([min(len(o), b) for o in lists])), 2)
-        by_category[method] = {c: {b: round(float(np.mean(v)), 4) for b, v in sorted(d.items(), key=lambda x: int(x[0]))}
-                               for c, d in sorted(per_cat.items())}
+        by_category[method] = {
+            c: {b: round(float(np.mean(v)), 4) for b, v in sorted(d.items(), key=lambda x: int(x[0]))}
+            for c, d in sorted(per_cat.items())
+        }
     latency = np.asarray(found["latency_s"]) * 1000.0
     return {
         "recall": recall,
         "by_category": by_category,
         "returned": returned,
-        "latency_ms": {"p50": round(float(np.percentile(latency, 50)), 2), "p95": round(float(np.percentile(latency, 95)), 2),
-                       "what": "memstream recall per question: " + (
-                           "POST /recall/ over HTTP, query embedding included" if through_kafka else
-                           "in process, store query only (the query embedding is batched beforehand)")},
-        "data": {"input": str(input_path), "events": len(turns), "questions": len(questions),
-                 "scopes": len(scopes), **({"stored": found["stored"]} if "stored" in found else {})},
-        "config": {"through_kafka": through_kafka, "budgets": budgets, "recall": settings.recall.model_dump(),
-                   "lexical": settings.store.lexical.model_dump()},
+        "latency_ms": {
+            "p50": round(float(np.percentile(latency, 50)), 2),
+            "p95": round(float(np.percentile(latency, 95)), 2),
+            "what": "memstream recall per question: "
+            + (
+                "POST /recall/ over HTTP, query embedding included"
+                if through_kafka
+                else "in process, store query only (the query embedding is batched beforehand)"
+            ),
+        },
+        "data": {
+            "input": str(input_path),
+            "events": len(turns),
+            "questions": len(questions),
+            "scopes": len(scopes),
+            **({"stored": found["stored"]} if "stored" in found else {}),
+        },
+        "config": {
+            "through_kafka": through_kafka,
+            "budgets": budgets,
+            "recall": settings.recall.model_dump(),
+            "lexical": settings.store.lexical.model_dump(),
+        },
     }
 
 

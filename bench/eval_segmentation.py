@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from models.segmenter import SegmentationConfig, Segmenter, SessionState
+from memstream.models.segmenter import SegmentationConfig, Segmenter, SessionState
 
 LM_METHODS = ("memstream_lm", "memstream_blend")
 METHODS = ("memstream", "memstream_unrefined", "none", "random", "fixed", "texttiling", "texttiling_oracle")
@@ -63,7 +63,7 @@ def load_records(input_path: Path | None) -> list[dict[str, Any]]:
 
 
 def _default_embedder_tag() -> str:
-    from models.embedder import MODEL_NAME, EmbedderConfig
+    from memstream.models.embedder import MODEL_NAME, EmbedderConfig
 
     config = EmbedderConfig()
     return f"{MODEL_NAME}-{config.variant}-{config.max_length}"
@@ -71,7 +71,7 @@ def _default_embedder_tag() -> str:
 
 def default_embedder() -> tuple[Embed, str]:
     """The pipeline's embedder (`models.embedder`, default config) and a tag naming it for the cache."""
-    from models.embedder import Embedder, EmbedderConfig
+    from memstream.models.embedder import Embedder, EmbedderConfig
 
     return Embedder(EmbedderConfig()).embed, _default_embedder_tag()
 
@@ -81,7 +81,7 @@ def cached_embeddings(texts: list[str], embed: Embed | None = None, tag: str | N
 
     Without ``embed`` the default embedder is used (and only loaded when the cache misses).
     """
-    from models.assets import cache_dir
+    from memstream.models.assets import cache_dir
 
     if tag is None:
         tag = _default_embedder_tag() if embed is None else "custom"
@@ -103,7 +103,7 @@ def cached_embeddings(texts: list[str], embed: Embed | None = None, tag: str | N
 
 def default_language_model():
     """The pipeline's language model (`models.language_model`, default config) and a tag naming it."""
-    from models.language_model import LanguageModel, LanguageModelConfig
+    from memstream.models.language_model import LanguageModel, LanguageModelConfig
 
     model = LanguageModel(LanguageModelConfig())
     return model, model.tag
@@ -118,8 +118,12 @@ def compute_lm_surprises(
     segmenter = Segmenter(config, lm=lm)
     states = [SessionState() for _ in streams]
     out = [np.full(len(texts), np.nan) for texts in streams]
-    order = [(k, i) for i in range(max((len(t) for t in streams), default=0)) for k in range(len(streams))
-             if i < len(streams[k])]
+    order = [
+        (k, i)
+        for i in range(max((len(t) for t in streams), default=0))
+        for k in range(len(streams))
+        if i < len(streams[k])
+    ]
     t0 = time.perf_counter()
     for b in range(0, len(order), batch):
         chunk = order[b : b + batch]
@@ -136,7 +140,7 @@ def compute_lm_surprises(
 def lm_cache_path(streams: Sequence[Sequence[str]], config: SegmentationConfig, tag: str) -> Path:
     """Where `cached_lm_surprises` keeps the surprises of ``streams`` under the LM named ``tag`` (a flat
     float64 .npy, stream after stream; `bench.lm_cuda --surprises` writes the same on a GPU machine)."""
-    from models.assets import cache_dir
+    from memstream.models.assets import cache_dir
 
     key = [tag, str(config.lm_context_tokens), config.lm_reduce, *("\x01".join(t) for t in streams)]
     digest = hashlib.sha256("\x00".join(key).encode()).hexdigest()[:24]
@@ -173,7 +177,9 @@ def cached_lm_surprises(
     return values
 
 
-def signal_cost_ms(texts: Sequence[str], config: SegmentationConfig, lm=None, embed: Embed | None = None) -> dict[str, float]:
+def signal_cost_ms(
+    texts: Sequence[str], config: SegmentationConfig, lm=None, embed: Embed | None = None
+) -> dict[str, float]:
     """Milliseconds per event of each surprise signal's model, measured on ``texts`` (as one stream, in
     batches of 16 for the LM and 32 for the embedder), uncached."""
     out: dict[str, float] = {}
@@ -409,9 +415,7 @@ def run(
             for name, value in stream_metrics(pred, gold, n, tolerance).items():
                 totals[method][name] = totals[method].get(name, 0.0) + n * value
     metrics = ("f1", "pk", "windowdiff", "precision", "recall")
-    out: dict[str, Any] = {
-        name: {m: round(totals[m][name] / weight, 4) for m in methods} for name in metrics
-    }
+    out: dict[str, Any] = {name: {m: round(totals[m][name] / weight, 4) for m in methods} for name in metrics}
     out["boundaries"] = predicted
     out["data"] = {
         "streams": len(streams),
@@ -422,8 +426,12 @@ def run(
     out["config"] = config.model_dump()
     if cost_events:
         cost = signal_cost_ms([r["text"] for r in records[:cost_events]], config, lm_model, embed)
-        signal = {"memstream": "embedding", "memstream_unrefined": "embedding",
-                  "memstream_lm": "lm", "memstream_blend": "blend"}
+        signal = {
+            "memstream": "embedding",
+            "memstream_unrefined": "embedding",
+            "memstream_lm": "lm",
+            "memstream_blend": "blend",
+        }
         out["cost_ms_per_event"] = {
             m: round(cost[signal[m]] + 1000 * seconds[m] / max(weight, 1), 3) for m in methods if m in signal
         }

@@ -61,8 +61,11 @@ def main() -> None:
     parser.add_argument("--batches", default="1,16,64")
     parser.add_argument("--cpu-batches", default="1,16")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--more-contexts", default="", help="with --surprises: also these context sizes (comma-separated), "
-                        "saved beside PATH as <stem>_c<C>.npy")
+    parser.add_argument(
+        "--more-contexts",
+        default="",
+        help="with --surprises: also these context sizes (comma-separated), saved beside PATH as <stem>_c<C>.npy",
+    )
     parser.add_argument("--no-speed", action="store_true", help="skip the throughput measurement")
     args = parser.parse_args()
     if args.export:
@@ -73,11 +76,17 @@ def main() -> None:
     if hasattr(ort, "preload_dlls"):
         ort.preload_dlls()
     from bench.lm_surprise import segmenter_requests
-    from models.language_model import LanguageModel, LanguageModelConfig
+    from memstream.models.language_model import LanguageModel, LanguageModelConfig
 
     streams = json.loads(args.streams.read_text())
-    report: dict[str, Any] = {"machine": {"python": platform.python_version(), "onnxruntime": ort.__version__,
-                                          "providers": ort.get_available_providers()}, "context_tokens": args.context}
+    report: dict[str, Any] = {
+        "machine": {
+            "python": platform.python_version(),
+            "onnxruntime": ort.__version__,
+            "providers": ort.get_available_providers(),
+        },
+        "context_tokens": args.context,
+    }
     engines = {
         "cuda": LanguageModel(LanguageModelConfig(variant="fp32", provider="cuda", max_batch_tokens=65536)),
         "cpu": LanguageModel(LanguageModelConfig(variant="fp32", provider="cpu")),
@@ -94,15 +103,21 @@ def main() -> None:
         for batch in (int(b) for b in batches.split(",")):
             seconds, out = timed(engines[name], events, batch, args.repeats if name == "cuda" else 1)
             nlls.setdefault(name, out)
-            rows.append({"provider": name, "batch": batch, "events_per_s": round(len(events) / seconds, 1),
-                         "tokens_per_s": round(total / seconds, 1)})
+            rows.append(
+                {
+                    "provider": name,
+                    "batch": batch,
+                    "events_per_s": round(len(events) / seconds, 1),
+                    "tokens_per_s": round(total / seconds, 1),
+                }
+            )
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     report["results"] = rows
     a, b = np.concatenate(nlls["cuda"]), np.concatenate(nlls["cpu"])
     report["cuda_vs_cpu_token_nll"] = {"max_abs": float(np.abs(a - b).max()), "mean_abs": float(np.abs(a - b).mean())}
     if args.surprises:
         from bench.eval_segmentation import compute_lm_surprises
-        from models.segmenter import SegmentationConfig
+        from memstream.models.segmenter import SegmentationConfig
 
         report["dev_set"] = {"tag": engines["cuda"].tag}
         more = [int(c) for c in args.more_contexts.split(",") if c.strip()]
@@ -111,11 +126,17 @@ def main() -> None:
             started = time.perf_counter()
             values = compute_lm_surprises(streams, config, engines["cuda"], batch=64)
             seconds = time.perf_counter() - started
-            path = args.surprises if context == args.context else args.surprises.with_name(
-                f"{args.surprises.stem}_c{context}.npy")
+            path = (
+                args.surprises
+                if context == args.context
+                else args.surprises.with_name(f"{args.surprises.stem}_c{context}.npy")
+            )
             np.save(path, np.concatenate(values))
-            report["dev_set"][f"c{context}"] = {"events": int(sum(len(v) for v in values)), "seconds": round(seconds, 1),
-                                                "events_per_s": round(sum(len(v) for v in values) / seconds, 1)}
+            report["dev_set"][f"c{context}"] = {
+                "events": int(sum(len(v) for v in values)),
+                "seconds": round(seconds, 1),
+                "events_per_s": round(sum(len(v) for v in values) / seconds, 1),
+            }
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

@@ -17,8 +17,9 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import typer
@@ -30,7 +31,7 @@ def segmenter_requests(lm: Any, streams: Sequence[Sequence[str]], n: int, contex
     """``n`` (context ids, text ids) pairs built as the segment stage builds them
     (`models.surprise.LanguageModelSurprise`: earlier events joined by newlines, the last ``context``
     tokens), from events whose context is full, spread evenly over the streams."""
-    from models.surprise import LanguageModelSurprise
+    from memstream.models.surprise import LanguageModelSurprise
 
     surprise = LanguageModelSurprise(lm, context_tokens=context)
     eligible: list[Request] = []
@@ -70,13 +71,20 @@ def measure(lm: Any, events: Sequence[Request], batch: int, repeats: int = 1) ->
 
 
 def run(
-    *, events: int = 64, context: int = 128, batch_sizes: Sequence[int] = (1, 16), variants: Sequence[str] = ("fp32", "q8"),
-    threads: int | None = None, max_batch_tokens: int = 2048, repeats: int = 1, progress: bool = True,
+    *,
+    events: int = 64,
+    context: int = 128,
+    batch_sizes: Sequence[int] = (1, 16),
+    variants: Sequence[str] = ("fp32", "q8"),
+    threads: int | None = None,
+    max_batch_tokens: int = 2048,
+    repeats: int = 1,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Measure every (variant, batch size); returns the JSON-able report."""
     import onnxruntime
 
-    from models.language_model import LanguageModel, LanguageModelConfig
+    from memstream.models.language_model import LanguageModel, LanguageModelConfig
 
     def say(message: str) -> None:
         if progress:
@@ -88,7 +96,9 @@ def run(
     lm = None
     for variant in variants:
         started = time.perf_counter()
-        lm = LanguageModel(LanguageModelConfig(variant=variant, provider="cpu", threads=threads, max_batch_tokens=max_batch_tokens))
+        lm = LanguageModel(
+            LanguageModelConfig(variant=variant, provider="cpu", threads=threads, max_batch_tokens=max_batch_tokens)
+        )
         load_s = time.perf_counter() - started
         if not sample:
             sample = make_events(lm, events, context)
@@ -99,12 +109,19 @@ def run(
             passes, out = measure(lm, sample, batch, repeats)
             seconds = min(passes)  # the best pass: other processes on a shared machine only ever slow it down
             nlls.setdefault(variant, out)
-            results.append({
-                "variant": variant, "batch": batch, "events_per_s": round(len(sample) / seconds, 1),
-                "tokens_per_s": round(total / seconds, 1), "text_tokens_per_s": round(text / seconds, 1),
-                "seconds": round(seconds, 2), "seconds_median": round(float(np.median(passes)), 2), "load_s": round(load_s, 2),
-                "mean_nll": round(float(np.mean(np.concatenate(out))), 4),
-            })
+            results.append(
+                {
+                    "variant": variant,
+                    "batch": batch,
+                    "events_per_s": round(len(sample) / seconds, 1),
+                    "tokens_per_s": round(total / seconds, 1),
+                    "text_tokens_per_s": round(text / seconds, 1),
+                    "seconds": round(seconds, 2),
+                    "seconds_median": round(float(np.median(passes)), 2),
+                    "load_s": round(load_s, 2),
+                    "mean_nll": round(float(np.mean(np.concatenate(out))), 4),
+                }
+            )
             say(f"  {results[-1]['events_per_s']} events/s, {results[-1]['tokens_per_s']} tokens/s")
     quality: dict[str, Any] = {}
     if "fp32" in nlls and "q8" in nlls:
@@ -117,12 +134,19 @@ def run(
             "q8_vs_fp32_event_mean_max_abs": round(float(event_diff.max()), 4),
         }
     return {
-        "events": len(sample), "context_tokens": context,
+        "events": len(sample),
+        "context_tokens": context,
         "text_tokens_mean": round(float(np.mean([len(t) for _, t in sample])), 1),
-        "threads": lm.threads if lm else threads, "max_batch_tokens": max_batch_tokens, "repeats": repeats,
-        "results": results, "quality": quality,
-        "machine": {"processor": platform.processor() or platform.machine(), "python": platform.python_version(),
-                    "onnxruntime": onnxruntime.__version__},
+        "threads": lm.threads if lm else threads,
+        "max_batch_tokens": max_batch_tokens,
+        "repeats": repeats,
+        "results": results,
+        "quality": quality,
+        "machine": {
+            "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+            "onnxruntime": onnxruntime.__version__,
+        },
     }
 
 
@@ -132,15 +156,19 @@ def bench_lm_surprise(
     context: int = typer.Option(128, "--context", min=0, help="context tokens before each event"),
     batch_sizes: str = typer.Option("1,16", "--batch-sizes", help="comma-separated events per nll() call"),
     variants: str = typer.Option("fp32,q8", "--variants", help="comma-separated LM variants"),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: all available)"),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (default: all available)"),
     max_batch_tokens: int = typer.Option(2048, "--max-batch-tokens", min=64, help="padded tokens per inference call"),
     repeats: int = typer.Option(1, "--repeats", min=1, help="passes per configuration (the best is reported)"),
-    out: Optional[Path] = typer.Option(None, "--out", help="also write the JSON report to this file"),
+    out: Path | None = typer.Option(None, "--out", help="also write the JSON report to this file"),
 ) -> None:
     """Throughput of LanguageModel.nll (events/s, tokens/s) on real sentences with context."""
     report = run(
-        events=events, context=context, batch_sizes=[int(b) for b in batch_sizes.split(",") if b.strip()],
-        variants=[v.strip() for v in variants.split(",") if v.strip()], threads=threads, max_batch_tokens=max_batch_tokens,
+        events=events,
+        context=context,
+        batch_sizes=[int(b) for b in batch_sizes.split(",") if b.strip()],
+        variants=[v.strip() for v in variants.split(",") if v.strip()],
+        threads=threads,
+        max_batch_tokens=max_batch_tokens,
         repeats=repeats,
     )
     text = json.dumps(report, indent=2)
@@ -150,8 +178,10 @@ def bench_lm_surprise(
         typer.echo(text)
         return
     for row in report["results"]:
-        typer.echo(f"{row['variant']:5s} batch {row['batch']:3d}: {row['events_per_s']:7.1f} events/s  "
-                   f"{row['tokens_per_s']:8.1f} tokens/s  {row['text_tokens_per_s']:7.1f} text tokens/s")
+        typer.echo(
+            f"{row['variant']:5s} batch {row['batch']:3d}: {row['events_per_s']:7.1f} events/s  "
+            f"{row['tokens_per_s']:8.1f} tokens/s  {row['text_tokens_per_s']:7.1f} text tokens/s"
+        )
     for key, value in report["quality"].items():
         typer.echo(f"{key}: {value}")
 

@@ -21,10 +21,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
 from bench.corpus import wiki_sentences
-from streams.client import Publisher, subscribe
-from streams.contracts import InteractionEvent
-from streams.settings import get_settings
-from streams.workers import Deployment, free_port
+from memstream.agents.settings import get_settings
+from memstream.deploy.workers import Deployment, free_port
+from memstream.streams.client import Publisher, subscribe
+from memstream.streams.contracts import InteractionEvent
 
 err = Console(stderr=True)
 
@@ -32,8 +32,14 @@ err = Console(stderr=True)
 def _events(texts: list[str], sessions: int, tag: str) -> list[InteractionEvent]:
     now = time.time()
     return [
-        InteractionEvent(event_id=f"{tag}-{i}", tenant_id="bench", user_id=f"u{i % sessions}",
-                         session_id=f"s{i % sessions}", ts=now + i * 0.001, text=text)
+        InteractionEvent(
+            event_id=f"{tag}-{i}",
+            tenant_id="bench",
+            user_id=f"u{i % sessions}",
+            session_id=f"s{i % sessions}",
+            ts=now + i * 0.001,
+            text=text,
+        )
         for i, text in enumerate(texts)
     ]
 
@@ -42,7 +48,7 @@ def embed_alone(texts: list[str], batches: tuple[int, ...]) -> dict[int, float]:
     """Sentences/s of the embedder by itself at each batch size (texts in publish order, each call sorted by
     length as the embedder does). The anchor is the best of them: the embed stage calls the embedder with
     ``embed.chunk`` texts, the embedder's own default batch is larger, and neither may flatter the ratio."""
-    from models.embedder import Embedder
+    from memstream.models.embedder import Embedder
 
     embedder = Embedder(get_settings().embedder)
     embedder.embed(texts[: max(batches)])  # warm-up
@@ -55,14 +61,16 @@ def embed_alone(texts: list[str], batches: tuple[int, ...]) -> dict[int, float]:
     return rates
 
 
-async def _until_indexed(updates, ids: set[str], timeout: float, deployment: Deployment,
-                         arrivals: dict[str, float] | None = None) -> None:
+async def _until_indexed(
+    updates, ids: set[str], timeout: float, deployment: Deployment, arrivals: dict[str, float] | None = None
+) -> None:
     pending = set(ids)
     deadline = time.monotonic() + timeout
     while pending:
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{len(pending)} of {len(ids)} events not indexed after {timeout:.0f}s\n"
-                               + deployment.logs())
+            raise TimeoutError(
+                f"{len(pending)} of {len(ids)} events not indexed after {timeout:.0f}s\n" + deployment.logs()
+            )
         if any(proc.poll() is not None for proc in deployment.workers):
             raise RuntimeError("a worker exited during the benchmark\n" + deployment.logs())
         for update in await updates.poll(timeout=0.2, max_records=5000):
@@ -83,14 +91,19 @@ def _embedded_by_worker(deployment: Deployment) -> dict[str, float]:
             counts[name] = 0.0
             continue
         counts[name] = sum(
-            sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
             if sample.name == "memstream_events_total"
-            and sample.labels.get("stage") == "embed" and sample.labels.get("outcome") == "in")
+            and sample.labels.get("stage") == "embed"
+            and sample.labels.get("outcome") == "in"
+        )
     return counts
 
 
-async def _warm_up(pub: Publisher, updates, texts: list[str], sessions: int, timeout: float,
-                   deployment: Deployment) -> None:
+async def _warm_up(
+    pub: Publisher, updates, texts: list[str], sessions: int, timeout: float, deployment: Deployment
+) -> None:
     """Publish warm-up batches until every worker has processed some: model loads, group joins and the
     rebalances they cause all happen before the clock starts (a worker joining mid-run stalls the group)."""
     for attempt in range(20):
@@ -101,12 +114,21 @@ async def _warm_up(pub: Publisher, updates, texts: list[str], sessions: int, tim
         if all(counts.values()):
             return
         await asyncio.sleep(1.0)
-    raise RuntimeError(f"a worker never took part in the consumer group: records embedded per worker {counts}\n"
-                       + deployment.logs())
+    raise RuntimeError(
+        f"a worker never took part in the consumer group: records embedded per worker {counts}\n" + deployment.logs()
+    )
 
 
-async def _run_workers(bootstrap: str, root: Path, texts: list[str], workers: int, sessions: int,
-                       partitions: int, rate: float | None, timeout: float) -> dict[str, Any]:
+async def _run_workers(
+    bootstrap: str,
+    root: Path,
+    texts: list[str],
+    workers: int,
+    sessions: int,
+    partitions: int,
+    rate: float | None,
+    timeout: float,
+) -> dict[str, Any]:
     deployment = Deployment(bootstrap, root / f"w{workers}-{'rate' if rate else 'max'}", partitions=partitions)
     await deployment.create_topics()
     for n in range(workers):
@@ -121,13 +143,15 @@ async def _run_workers(bootstrap: str, root: Path, texts: list[str], workers: in
                 started = time.perf_counter()
                 if rate is None:
                     consumer = asyncio.create_task(
-                        _until_indexed(updates, {e.event_id for e in main}, timeout, deployment))
+                        _until_indexed(updates, {e.event_id for e in main}, timeout, deployment)
+                    )
                     for i in range(0, len(main), 500):
                         await pub.publish_many(main[i : i + 500])
                     await consumer
                 else:
                     consumer = asyncio.create_task(
-                        _until_indexed(updates, {e.event_id for e in main}, timeout, deployment, arrivals))
+                        _until_indexed(updates, {e.event_id for e in main}, timeout, deployment, arrivals)
+                    )
                     interval = 1.0 / rate
                     for i, event in enumerate(main):
                         delay = started + i * interval - time.perf_counter()
@@ -137,20 +161,27 @@ async def _run_workers(bootstrap: str, root: Path, texts: list[str], workers: in
                         await pub.publish(event)
                     await consumer
                 elapsed = time.perf_counter() - started
-        result: dict[str, Any] = {"workers": workers, "events": len(main), "seconds": round(elapsed, 2),
-                                  "per_s": round(len(main) / elapsed, 1)}
+        result: dict[str, Any] = {
+            "workers": workers,
+            "events": len(main),
+            "seconds": round(elapsed, 2),
+            "per_s": round(len(main) / elapsed, 1),
+        }
         if rate is not None:
             latencies = np.array([(arrivals[k] - sent[k]) * 1000 for k in sent if k in arrivals])
-            result.update(rate=round(rate, 1), p50_ms=round(float(np.percentile(latencies, 50)), 1),
-                          p95_ms=round(float(np.percentile(latencies, 95)), 1),
-                          p99_ms=round(float(np.percentile(latencies, 99)), 1))
+            result.update(
+                rate=round(rate, 1),
+                p50_ms=round(float(np.percentile(latencies, 50)), 1),
+                p95_ms=round(float(np.percentile(latencies, 95)), 1),
+                p99_ms=round(float(np.percentile(latencies, 99)), 1),
+            )
         return result
     finally:
         deployment.stop_workers()
 
 
 async def _bench(n: int, sessions: int, partitions: int, timeout: float) -> dict[str, Any]:
-    from deploy.kafka import LocalKafka
+    from memstream.deploy.kafka import LocalKafka
 
     texts = wiki_sentences(n + 64, seed=7)
     with tempfile.TemporaryDirectory(prefix="memstream-bench-") as tmp:
@@ -167,21 +198,26 @@ async def _bench(n: int, sessions: int, partitions: int, timeout: float) -> dict
             runs = {}
             for workers in (1, 2):
                 err.print(f"[bold]pipeline, {workers} worker(s), max rate[/bold] …")
-                runs[workers] = await _run_workers(bootstrap, root, texts[64:], workers, sessions, partitions,
-                                                   None, timeout)
+                runs[workers] = await _run_workers(
+                    bootstrap, root, texts[64:], workers, sessions, partitions, None, timeout
+                )
                 err.print(f"  {runs[workers]['per_s']} events/s")
             rate = runs[1]["per_s"] / 2
             err.print(f"[bold]latency at half the max rate ({rate:.0f} events/s), 1 worker[/bold] …")
-            latency = await _run_workers(bootstrap, root, texts[64 : 64 + max(200, n // 4)], 1, sessions,
-                                         partitions, rate, timeout)
+            latency = await _run_workers(
+                bootstrap, root, texts[64 : 64 + max(200, n // 4)], 1, sessions, partitions, rate, timeout
+            )
         finally:
             await asyncio.to_thread(broker.down)
     pipeline_per_s = runs[1]["per_s"]
-    from models.onnx_cache import available_cpus
+    from memstream.models.onnx_cache import available_cpus
 
     return {
-        "events": n, "sessions": sessions, "partitions": partitions,
-        "cpus": available_cpus(), "embedder_threads": settings.embedder.threads or available_cpus(),
+        "events": n,
+        "sessions": sessions,
+        "partitions": partitions,
+        "cpus": available_cpus(),
+        "embedder_threads": settings.embedder.threads or available_cpus(),
         "embed_per_s": round(embed_per_s, 1),
         "embed_per_s_by_batch": {str(b): round(r, 1) for b, r in embed_rates.items()},
         "pipeline_per_s": pipeline_per_s,
@@ -189,7 +225,9 @@ async def _bench(n: int, sessions: int, partitions: int, timeout: float) -> dict
         "two_worker_per_s": runs[2]["per_s"],
         "two_worker_speedup": round(runs[2]["per_s"] / pipeline_per_s, 3),
         "latency_rate_per_s": latency["rate"],
-        "p50_ms": latency["p50_ms"], "p95_ms": latency["p95_ms"], "p99_ms": latency["p99_ms"],
+        "p50_ms": latency["p50_ms"],
+        "p95_ms": latency["p95_ms"],
+        "p99_ms": latency["p99_ms"],
         "runs": [runs[1], runs[2], latency],
     }
 
@@ -197,5 +235,3 @@ async def _bench(n: int, sessions: int, partitions: int, timeout: float) -> dict
 def run(n: int = 4000, sessions: int = 50, partitions: int = 4, timeout: float = 600.0) -> dict[str, Any]:
     """Measure and return the benchmark's JSON-able result."""
     return asyncio.run(_bench(n, sessions, partitions, timeout))
-
-

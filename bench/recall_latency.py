@@ -32,7 +32,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from agents.store import EdgeStore, EpisodePoint, EventPoint, StoreConfig, recall, recall_events
+from memstream.agents.store import EdgeStore, EpisodePoint, EventPoint, StoreConfig, recall, recall_events
 
 err = Console(stderr=True)
 
@@ -74,11 +74,13 @@ def make_corpus(
         ids = tuple(f"{session}-{index}-{j}" for j in range(per_episode))
         rows = vectors[e * per_episode : (e + 1) * per_episode]
         for j, event_id in enumerate(ids):
-            events.append(EventPoint(tenant, user, session, event_id, t0 + 30.0 * j, texts[j], rows[j],
-                                     episode_index=index))
+            events.append(
+                EventPoint(tenant, user, session, event_id, t0 + 30.0 * j, texts[j], rows[j], episode_index=index)
+            )
         centroid = _normalise(rows.mean(axis=0))
-        episodes.append(EpisodePoint(tenant, user, session, index, t0, t0 + 30.0 * (per_episode - 1), ids, centroid,
-                                     state="sealed"))
+        episodes.append(
+            EpisodePoint(tenant, user, session, index, t0, t0 + 30.0 * (per_episode - 1), ids, centroid, state="sealed")
+        )
     return Corpus(events, episodes, topics)
 
 
@@ -113,7 +115,7 @@ class StallMeter:
 def _embedding_latency(n: int) -> dict[str, float]:
     """One recall query's embedding (batch 1) with the pipeline's default embedder: the part of an HTTP
     recall the store benchmark above leaves out."""
-    from models.embedder import Embedder, EmbedderConfig
+    from memstream.models.embedder import Embedder, EmbedderConfig
 
     embedder = Embedder(EmbedderConfig())
     questions = [f"what did we say about the trip to place number {i} last spring?" for i in range(n)]
@@ -130,8 +132,8 @@ def _http_phase(path: Path, corpus: Corpus, n: int, seed: int) -> dict[str, obje
     hybrid search, JSON and HTTP included. Needs a broker (MEMSTREAM_KAFKA__BOOTSTRAP) for the worker."""
     import urllib.request
 
-    from streams.settings import get_settings
-    from streams.workers import Deployment
+    from memstream.agents.settings import get_settings
+    from memstream.deploy.workers import Deployment
 
     rng = np.random.default_rng(seed + 2)
     with tempfile.TemporaryDirectory(prefix="memstream-bench-http-") as tmp:
@@ -147,14 +149,24 @@ def _http_phase(path: Path, corpus: Corpus, n: int, seed: int) -> dict[str, obje
                     break
                 except OSError:
                     if time.monotonic() > deadline:
-                        raise RuntimeError("the worker did not serve /healthz/ within 120 s:\n" + deployment.logs())
+                        raise RuntimeError(
+                            "the worker did not serve /healthz/ within 120 s:\n" + deployment.logs()
+                        ) from None
                     time.sleep(0.5)
             seconds, returned = [], 0
             for q in range(n + 20):  # the first 20 warm the worker up (model load, caches)
                 event = corpus.events[int(rng.integers(len(corpus.events)))]
-                body = orjson.dumps({"query": " ".join(event.text.split()[:5]), "tenant_id": event.tenant_id,
-                                     "user_id": event.user_id if q % 2 else None, "budget": 20})
-                request = urllib.request.Request(f"{url}/recall/", data=body, headers={"Content-Type": "application/json"})
+                body = orjson.dumps(
+                    {
+                        "query": " ".join(event.text.split()[:5]),
+                        "tenant_id": event.tenant_id,
+                        "user_id": event.user_id if q % 2 else None,
+                        "budget": 20,
+                    }
+                )
+                request = urllib.request.Request(
+                    f"{url}/recall/", data=body, headers={"Content-Type": "application/json"}
+                )
                 t0 = time.perf_counter()
                 answer = orjson.loads(urllib.request.urlopen(request, timeout=30).read())
                 if q >= 20:
@@ -236,8 +248,9 @@ async def run(
                 got = await recall(store, vec, ep.tenant_id, user_id=user, k_s=k_s, k_c=k_c)
                 full.append(time.perf_counter() - t0)
                 cpu["recall"] += time.process_time() - c0
-                found += any(r.is_hit and (r.session_id, r.episode_index) == (ep.session_id, ep.episode_index)
-                             for r in got)
+                found += any(
+                    r.is_hit and (r.session_id, r.episode_index) == (ep.session_id, ep.episode_index) for r in got
+                )
                 t0, c0 = time.perf_counter(), time.process_time()
                 await store.search_episodes(vec, tenant_id=ep.tenant_id, user_id=user, limit=k_s)
                 stage1.append(time.perf_counter() - t0)
@@ -298,7 +311,9 @@ def main(
     out: Path | None = typer.Option(None, help="Write the JSON here too."),
     seed: int = typer.Option(0),
     target_p95_ms: float = typer.Option(10.0, help="Recall p95 target."),
-    http: int = typer.Option(0, help="Also time this many POST /recall/ to a worker serving the store (needs a broker)."),
+    http: int = typer.Option(
+        0, help="Also time this many POST /recall/ to a worker serving the store (needs a broker)."
+    ),
 ) -> None:
     """Benchmark recall on the embedded store; JSON report."""
     load_before = round(os.getloadavg()[0], 2)  # other processes' load inflates every wall-clock figure
@@ -324,12 +339,27 @@ def main(
     report = {
         "benchmark": "recall_latency",
         "backend": "edge",
-        "params": {"events": events, "per_episode": per_episode, "per_session": per_session, "tenants": tenants,
-                   "users_per_tenant": users, "queries": queries, "k_s": k_s, "k_c": k_c, "dim": dim,
-                   "upsert_batch": batch, "seed": seed},
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
-                    "qdrant_edge_py": version("qdrant-edge-py"), "load_avg_1m_before": load_before,
-                    "load_avg_1m_after": round(os.getloadavg()[0], 2)},
+        "params": {
+            "events": events,
+            "per_episode": per_episode,
+            "per_session": per_session,
+            "tenants": tenants,
+            "users_per_tenant": users,
+            "queries": queries,
+            "k_s": k_s,
+            "k_c": k_c,
+            "dim": dim,
+            "upsert_batch": batch,
+            "seed": seed,
+        },
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "qdrant_edge_py": version("qdrant-edge-py"),
+            "load_avg_1m_before": load_before,
+            "load_avg_1m_after": round(os.getloadavg()[0], 2),
+        },
         "generate_s": round(gen_s, 2),
         **measured,
         "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from models.segmenter import SegmentationConfig, Segmenter, SessionState
+from memstream.models.segmenter import SegmentationConfig, Segmenter, SessionState
 
 
 def _push_all(segmenter: Segmenter, streams: list[tuple[str, np.ndarray]], roundtrip: bool) -> tuple[float, int, int]:
@@ -42,7 +42,7 @@ def _push_all(segmenter: Segmenter, streams: list[tuple[str, np.ndarray]], round
 
 def run(events: int = 2000, config: SegmentationConfig | None = None, repeats: int = 3) -> dict[str, Any]:
     from bench.segmentation_data import load_dev_set
-    from models.embedder import Embedder, EmbedderConfig
+    from memstream.models.embedder import Embedder, EmbedderConfig
 
     records = load_dev_set()[:events]
     texts = [r["text"] for r in records]

@@ -22,9 +22,23 @@ WIKI_MEMBER = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.
 MIN_WORDS = 4  # sentences shorter than this (captions, stubs) are dropped
 MIN_RECORDS = 20  # streams shorter than this are dropped
 END_MATTER = {
-    "references", "external links", "see also", "further reading", "notes", "bibliography", "sources",
-    "footnotes", "citations", "notes and references", "works cited", "references and notes",
-    "other uses", "literature", "primary sources", "secondary sources", "general references",
+    "references",
+    "external links",
+    "see also",
+    "further reading",
+    "notes",
+    "bibliography",
+    "sources",
+    "footnotes",
+    "citations",
+    "notes and references",
+    "works cited",
+    "references and notes",
+    "other uses",
+    "literature",
+    "primary sources",
+    "secondary sources",
+    "general references",
 }
 
 
@@ -37,7 +51,7 @@ class Record(TypedDict):
 def load_dev_set(path: Path | None = None) -> list[Record]:
     """All dev records, streams contiguous and in dump order."""
     if path is None:
-        from models.assets import GENSIM, asset_path
+        from memstream.models.assets import GENSIM, asset_path
 
         path = asset_path(GENSIM, WIKI_MEMBER)
     records: list[Record] = []
@@ -139,10 +153,67 @@ def strip_markup(text: str) -> str:
 
 
 _ABBREVIATIONS = {
-    "e.g", "i.e", "etc", "vs", "mr", "mrs", "ms", "dr", "st", "jr", "sr", "no", "nos", "inc", "ltd", "co",
-    "gen", "col", "lt", "sgt", "capt", "fig", "ca", "c", "approx", "u.s", "u.k", "vol", "pp", "p", "ed",
-    "eds", "rev", "prof", "mt", "ft", "op", "cf", "al", "jan", "feb", "mar", "apr", "jun", "jul", "aug",
-    "sep", "sept", "oct", "nov", "dec", "b", "d", "r", "fl", "gov", "sen", "rep", "hon", "corp", "est",
+    "e.g",
+    "i.e",
+    "etc",
+    "vs",
+    "mr",
+    "mrs",
+    "ms",
+    "dr",
+    "st",
+    "jr",
+    "sr",
+    "no",
+    "nos",
+    "inc",
+    "ltd",
+    "co",
+    "gen",
+    "col",
+    "lt",
+    "sgt",
+    "capt",
+    "fig",
+    "ca",
+    "c",
+    "approx",
+    "u.s",
+    "u.k",
+    "vol",
+    "pp",
+    "p",
+    "ed",
+    "eds",
+    "rev",
+    "prof",
+    "mt",
+    "ft",
+    "op",
+    "cf",
+    "al",
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "sept",
+    "oct",
+    "nov",
+    "dec",
+    "b",
+    "d",
+    "r",
+    "fl",
+    "gov",
+    "sen",
+    "rep",
+    "hon",
+    "corp",
+    "est",
 }
 _SPLIT = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
 
@@ -190,5 +261,7 @@ if __name__ == "__main__":  # quick look: python -m bench.segmentation_data
     recs = load_dev_set()
     by_stream = streams(recs)
     n_b = sum(r["boundary"] for r in recs)
-    print(f"{len(by_stream)} streams, {len(recs)} records, {n_b} boundaries, "
-          f"mean segment {len(recs) / (n_b + len(by_stream)):.1f} records")
+    print(
+        f"{len(by_stream)} streams, {len(recs)} records, {n_b} boundaries, "
+        f"mean segment {len(recs) / (n_b + len(by_stream)):.1f} records"
+    )

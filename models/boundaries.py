@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["threshold", "exceeds", "detect_boundaries"]
+__all__ = ["detect_boundaries", "exceeds", "threshold"]
 
 
 def threshold(history: Sequence[float] | np.ndarray, gamma: float, warmup: int = 2) -> float:

@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -93,9 +93,7 @@ class CompensationConfig(BaseModel):
     )
     user_dim: int = Field(64, ge=8, description="Dimensions of the hashed user-id block of the key.")
     sketch_arrays: int = Field(16, ge=1, description="RACE sketch: K, independent hash arrays.")
-    sketch_bits: int = Field(
-        12, ge=1, le=24, description="RACE sketch: L, SimHash bits per array (2^L buckets each)."
-    )
+    sketch_bits: int = Field(12, ge=1, le=24, description="RACE sketch: L, SimHash bits per array (2^L buckets each).")
     sketch_generations: int = Field(
         2, ge=2, description="Sketch backend: rotating sub-sketches that approximate capacity/ttl windows."
     )

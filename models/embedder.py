@@ -13,16 +13,16 @@ what sentence-transformers returns: a fixed unit vector, never a zero vector or 
 from __future__ import annotations
 
 import logging
-import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from models.assets import MINILM, asset_path, cache_dir
-from models.onnx_cache import available_cpus, choose_providers, ensure_built, is_current, write_atomically
+from memstream.models.assets import MINILM, asset_path, cache_dir
+from memstream.models.onnx_cache import available_cpus, choose_providers, ensure_built, is_current, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +37,24 @@ class EmbedderConfig(BaseModel):
 
     variant: Variant = Field("fp32", description="fp32: exact; int8: quantised, faster on CPU, slightly less exact")
     provider: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="auto: CUDA when onnxruntime has it, else CPU; cuda without CUDA falls back to CPU with a warning"
+        "auto",
+        description="auto: CUDA when onnxruntime has it, else CPU; cuda without CUDA falls back to CPU with a warning",
     )
-    threads: int | None = Field(None, ge=1, description="CPU threads for one inference; None: the CPUs this process may use")
-    max_length: int = Field(256, ge=2, le=512, description="tokens per text, [CLS] and [SEP] included; longer texts are truncated")
+    threads: int | None = Field(
+        None, ge=1, description="CPU threads for one inference; None: the CPUs this process may use"
+    )
+    max_length: int = Field(
+        256, ge=2, le=512, description="tokens per text, [CLS] and [SEP] included; longer texts are truncated"
+    )
     batch_size: int = Field(64, ge=1, description="texts per inference call; embed() splits longer inputs")
-    sort_by_length: bool = Field(True, description="group texts of similar length into a call (less padding); output order is kept")
+    sort_by_length: bool = Field(
+        True, description="group texts of similar length into a call (less padding); output order is kept"
+    )
     spin_wait: bool = Field(
-        False, description="let onnxruntime's idle threads spin between operators (a little faster alone; in a "
-        "worker it steals CPU from the Kafka and store work running beside it)")
+        False,
+        description="let onnxruntime's idle threads spin between operators (a little faster alone; in a "
+        "worker it steals CPU from the Kafka and store work running beside it)",
+    )
 
 
 def model_path(variant: str) -> Path:
@@ -62,14 +71,14 @@ def _build(variant: str) -> None:
     target = model_path(variant)
     started = time.perf_counter()
     if variant == "fp32":
-        from models.onnx_bert import build_from_dir
+        from memstream.models.onnx_bert import build_from_dir
 
         asset_path(MINILM, "model.safetensors")
         model_dir = asset_path(MINILM, "config.json").parent
         model = build_from_dir(model_dir, metadata={"memstream_builder": BUILDER_VERSION, "source": MINILM.spec})
         write_atomically(target, model.SerializeToString(), BUILDER_VERSION)
     elif variant == "int8":
-        from models.quantize import quantize_embedder
+        from memstream.models.quantize import quantize_embedder
 
         tokenizer = _load_tokenizer(EmbedderConfig().max_length)
 
@@ -88,8 +97,13 @@ def ensure_model(variant: str = "fp32", *, force: bool = False) -> Path:
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
     path = model_path(variant)
-    return ensure_built(path, lambda: _is_current(path), lambda: _build(variant),
-                        f"the {MODEL_NAME} {variant} embedding graph", force=force)
+    return ensure_built(
+        path,
+        lambda: _is_current(path),
+        lambda: _build(variant),
+        f"the {MODEL_NAME} {variant} embedding graph",
+        force=force,
+    )
 
 
 def build_models(variants: Sequence[str] = VARIANTS, *, force: bool = False) -> dict[str, Path]:
@@ -147,7 +161,11 @@ class Embedder:
         self._tokenizer = _load_tokenizer(self.config.max_length)
         log.info(
             "embedder %s-%s on %s (threads=%s, dim=%d)",
-            MODEL_NAME, self.variant, self.provider, options.intra_op_num_threads, self.dim,
+            MODEL_NAME,
+            self.variant,
+            self.provider,
+            options.intra_op_num_threads,
+            self.dim,
         )
 
     def _run(self, texts: list[str]) -> np.ndarray:
@@ -167,7 +185,9 @@ class Embedder:
         out = np.empty((len(items), self.dim), dtype=np.float32)
         if not items:
             return out
-        order = np.argsort([len(t) for t in items], kind="stable") if self.config.sort_by_length else np.arange(len(items))
+        order = (
+            np.argsort([len(t) for t in items], kind="stable") if self.config.sort_by_length else np.arange(len(items))
+        )
         size = self.config.batch_size
         for start in range(0, len(items), size):
             idx = order[start : start + size]

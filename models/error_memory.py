@@ -27,14 +27,14 @@ from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from models.compensation import (
+from memstream.models.compensation import (
     Compensation,
     CompensationConfig,
     NeighbourEstimate,
     compensate,
     weighted_estimate,
 )
-from models.race_sketch import RaceSketch, SimHash, estimate_from_sums
+from memstream.models.race_sketch import RaceSketch, SimHash, estimate_from_sums
 
 __all__ = [
     "Dropped",
@@ -356,8 +356,7 @@ class SketchBackend:
             for g, gen in enumerate(tenant.generations):
                 name = f"t{t}g{g}"
                 arrays[name] = gen.sketch.tables
-                gens.append({"array": name, "count": gen.count, "oldest_ts": gen.oldest_ts,
-                             "newest_ts": gen.newest_ts})
+                gens.append({"array": name, "count": gen.count, "oldest_ts": gen.oldest_ts, "newest_ts": gen.newest_ts})
             meta["tenants"][tenant_id] = gens
         buf = io.BytesIO()
         np.savez_compressed(buf, meta=np.array(json.dumps(meta)), **arrays)
@@ -373,13 +372,16 @@ class SketchBackend:
             saved = CompensationConfig(**meta["config"])
             config = config or saved
             if (config.sketch_arrays, config.sketch_bits, config.seed) != (
-                saved.sketch_arrays, saved.sketch_bits, saved.seed,
+                saved.sketch_arrays,
+                saved.sketch_bits,
+                saved.seed,
             ):
                 raise ValueError("sketch shape/seed in config differ from the checkpoint")
             backend = cls(config)
             if "planes" in npz:
-                backend._hasher = SimHash(meta["dim"], config.sketch_arrays, config.sketch_bits, config.seed,
-                                          planes=npz["planes"])
+                backend._hasher = SimHash(
+                    meta["dim"], config.sketch_arrays, config.sketch_bits, config.seed, planes=npz["planes"]
+                )
             for tenant_id, gens in meta["tenants"].items():
                 tenant = backend._tenants[tenant_id] = _SketchTenant()
                 for g in gens:
@@ -466,8 +468,9 @@ class ErrorMemory:
     def _refresh(self, tenant_id: str, now: float) -> list[Eviction]:
         st = self._tenants[tenant_id]
         st.watermark = max(st.watermark, now)
-        out = self._evicted(tenant_id, "capacity", st.current,
-                            self.backend.evict_oldest(tenant_id, self.config.capacity))
+        out = self._evicted(
+            tenant_id, "capacity", st.current, self.backend.evict_oldest(tenant_id, self.config.capacity)
+        )
         if self.config.ttl_s is not None:
             cutoff = st.watermark - self.config.ttl_s
             out += self._evicted(tenant_id, "ttl", st.current, self.backend.expire(tenant_id, cutoff))
@@ -482,13 +485,21 @@ class ErrorMemory:
     # -- checkpoint of the per-tenant state (the backend checkpoints itself) ----------------------
     def version_state(self) -> dict[str, dict]:
         """JSON-able per-tenant state (model versions, event-time watermark) to checkpoint beside the backend."""
-        return {t: {"current": st.current, "retired": list(st.retired),
-                    "watermark": st.watermark if math.isfinite(st.watermark) else None}
-                for t, st in self._tenants.items()}
+        return {
+            t: {
+                "current": st.current,
+                "retired": list(st.retired),
+                "watermark": st.watermark if math.isfinite(st.watermark) else None,
+            }
+            for t, st in self._tenants.items()
+        }
 
     def restore_version_state(self, state: dict[str, dict]) -> None:
         self._tenants = {
-            t: _TenantState(s.get("current"), list(s.get("retired", [])),
-                            -math.inf if s.get("watermark") is None else float(s["watermark"]))
+            t: _TenantState(
+                s.get("current"),
+                list(s.get("retired", [])),
+                -math.inf if s.get("watermark") is None else float(s["watermark"]),
+            )
             for t, s in state.items()
         }

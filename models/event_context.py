@@ -10,11 +10,11 @@ boundary there because the topic changed.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from models.lexical import SparseVector, add_sparse
+from memstream.models.lexical import SparseVector, add_sparse
 
 __all__ = ["context_vectors", "context_weights"]
 

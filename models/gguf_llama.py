@@ -170,8 +170,12 @@ def build_tokenizer(path: Path | str) -> Any:
     else:
         tokenizer.pre_tokenizer = byte_level
     tokenizer.decoder = decoders.ByteLevel()
-    special = [AddedToken(tokens[i], special=True, normalized=False) for i, t in enumerate(types) if t == _CONTROL_TOKEN]
-    user = [AddedToken(tokens[i], special=False, normalized=False) for i, t in enumerate(types) if t == _USER_DEFINED_TOKEN]
+    special = [
+        AddedToken(tokens[i], special=True, normalized=False) for i, t in enumerate(types) if t == _CONTROL_TOKEN
+    ]
+    user = [
+        AddedToken(tokens[i], special=False, normalized=False) for i, t in enumerate(types) if t == _USER_DEFINED_TOKEN
+    ]
     tokenizer.add_special_tokens(special)
     if user:
         tokenizer.add_tokens(user)

@@ -19,14 +19,15 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from models.assets import SMOLLM2, asset_path, cache_dir
-from models.onnx_cache import available_cpus, choose_providers, ensure_built, is_current, write_checksum
+from memstream.models.assets import SMOLLM2, asset_path, cache_dir
+from memstream.models.onnx_cache import available_cpus, choose_providers, ensure_built, is_current, write_checksum
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +44,24 @@ class LanguageModelConfig(BaseModel):
     """Causal-LM settings (token-level surprise)."""
 
     variant: Literal["auto", "fp32", "q8"] = Field(
-        "auto", description="fp32: exact; q8: 8-bit weights and activations, faster on CPU; auto: q8 on CPU, fp32 on CUDA"
+        "auto",
+        description="fp32: exact; q8: 8-bit weights and activations, faster on CPU; auto: q8 on CPU, fp32 on CUDA",
     )
     provider: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="auto: CUDA when onnxruntime has it, else CPU; cuda without CUDA falls back to CPU with a warning"
+        "auto",
+        description="auto: CUDA when onnxruntime has it, else CPU; cuda without CUDA falls back to CPU with a warning",
     )
-    threads: int | None = Field(None, ge=1, description="CPU threads for one inference; None: the CPUs this process may use")
+    threads: int | None = Field(
+        None, ge=1, description="CPU threads for one inference; None: the CPUs this process may use"
+    )
     max_batch_tokens: int = Field(
         2048, ge=64, description="padded tokens (batch × longest sequence) per inference call"
     )
     max_text_tokens: int = Field(
-        MAX_TEXT_TOKENS, ge=1, le=4096, description="text tokens scored per request; longer texts are scored on their first tokens only"
+        MAX_TEXT_TOKENS,
+        ge=1,
+        le=4096,
+        description="text tokens scored per request; longer texts are scored on their first tokens only",
     )
 
 
@@ -75,8 +83,8 @@ def _build(variant: str) -> None:
     """Build ``variant`` (and the tokenizer) from the GGUF into the cache; atomic renames."""
     import onnx
 
-    from models.gguf_llama import build_tokenizer, read_gguf
-    from models.onnx_llama import build_llama_nll
+    from memstream.models.gguf_llama import build_tokenizer, read_gguf
+    from memstream.models.onnx_llama import build_llama_nll
 
     started = time.perf_counter()
     gguf = asset_path(SMOLLM2, GGUF_MEMBER)
@@ -103,8 +111,13 @@ def ensure_lm(variant: str = "q8", *, force: bool = False) -> Path:
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
     path = model_path(variant)
-    return ensure_built(path, lambda: _is_current(path), lambda: _build(variant),
-                        f"the {MODEL_NAME} {variant} NLL graph (10–20 s)", force=force)
+    return ensure_built(
+        path,
+        lambda: _is_current(path),
+        lambda: _build(variant),
+        f"the {MODEL_NAME} {variant} NLL graph (10–20 s)",
+        force=force,
+    )
 
 
 def build_lms(variants: Sequence[str] = VARIANTS, *, force: bool = False) -> dict[str, Path]:
@@ -179,7 +192,9 @@ class LanguageModel:
         for i, (context, text) in enumerate(requests):
             context, text = list(context), list(text)[:cap]
             if 1 + len(context) + len(text) > MAX_POSITIONS:
-                raise ValueError(f"request {i}: {1 + len(context) + len(text)} tokens exceed the model's {MAX_POSITIONS} positions")
+                raise ValueError(
+                    f"request {i}: {1 + len(context) + len(text)} tokens exceed the model's {MAX_POSITIONS} positions"
+                )
             seqs.append([BOS_ID, *context, *text])
             starts.append(1 + len(context))
             if text:

@@ -120,4 +120,3 @@ class LexicalEncoder:
     def query(self, text: str) -> SparseVector:
         """Query weights: each term's count (a repeated word counts more, as in BM25)."""
         return SparseVector.from_dict({t: float(c) for t, c in self._counts(text).items()})
-

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import onnx
@@ -44,7 +44,7 @@ class BertConfig:
     hidden_act: str = "gelu"
 
     @classmethod
-    def from_json(cls, path: Path | str) -> "BertConfig":
+    def from_json(cls, path: Path | str) -> BertConfig:
         raw = json.loads(Path(path).read_text())
         if raw.get("model_type", "bert") != "bert":
             raise ValueError(f"not a BERT config: model_type={raw.get('model_type')!r}")
@@ -146,14 +146,20 @@ def build_bert_encoder(
     if token_type_ids:
         pos = g.op("Slice", [g.init("embeddings.position", pos_table), g.const([0]), seq_len, g.const([0])], "emb/pos")
         types = g.op("Gather", [g.init("embeddings.token_type", type_table), "token_type_ids"], "emb/type")
-        x = g.op("Add", [g.op("Add", [g.op("Gather", [word, "input_ids"], "emb/word"), types], "emb/wt"), pos], "emb/sum")
+        x = g.op(
+            "Add", [g.op("Add", [g.op("Gather", [word, "input_ids"], "emb/word"), types], "emb/wt"), pos], "emb/sum"
+        )
     else:
         # Type 0 for every token: fold its row into the position table (one Add fewer).
         table = g.init("embeddings.position_plus_type0", pos_table + type_table[0][None, :])
         pos = g.op("Slice", [table, g.const([0]), seq_len, g.const([0])], "emb/pos")
         x = g.op("Add", [g.op("Gather", [word, "input_ids"], "emb/word"), pos], "emb/sum")
     x = g.layer_norm(
-        x, weights["embeddings.LayerNorm.weight"], weights["embeddings.LayerNorm.bias"], config.layer_norm_eps, "embeddings.LayerNorm"
+        x,
+        weights["embeddings.LayerNorm.weight"],
+        weights["embeddings.LayerNorm.bias"],
+        config.layer_norm_eps,
+        "embeddings.LayerNorm",
     )
 
     # --- masks ------------------------------------------------------------------------------------
@@ -189,11 +195,17 @@ def build_bert_encoder(
                 qkv = g.op("Gather", [qkv, back], f"{p}/qkv_unpack", axis=0)
             q, k, v = g.op("Split", [qkv, g.const([H, H, H])], f"{p}/qkv_split", outputs=3, axis=-1)
         else:
-            q = g.linear(x, w("attention.self.query.weight"), w("attention.self.query.bias"), f"{p}.attention.self.query")
+            q = g.linear(
+                x, w("attention.self.query.weight"), w("attention.self.query.bias"), f"{p}.attention.self.query"
+            )
             k = g.linear(x, w("attention.self.key.weight"), w("attention.self.key.bias"), f"{p}.attention.self.key")
-            v = g.linear(x, w("attention.self.value.weight"), w("attention.self.value.bias"), f"{p}.attention.self.value")
+            v = g.linear(
+                x, w("attention.self.value.weight"), w("attention.self.value.bias"), f"{p}.attention.self.value"
+            )
             if unpad:
-                q, k, v = (g.op("Gather", [t, back], f"{p}/{n}_unpack", axis=0) for t, n in ((q, "q"), (k, "k"), (v, "v")))
+                q, k, v = (
+                    g.op("Gather", [t, back], f"{p}/{n}_unpack", axis=0) for t, n in ((q, "q"), (k, "k"), (v, "v"))
+                )
         qh = to_heads(q, f"{p}/q", [0, 2, 1, 3])  # [B,nh,S,hd]
         kh = to_heads(k, f"{p}/k", [0, 2, 3, 1])  # [B,nh,hd,S]
         vh = to_heads(v, f"{p}/v", [0, 2, 1, 3])
@@ -208,10 +220,14 @@ def build_bert_encoder(
             ctx = g.op("Gather", [ctx, keep], f"{p}/context_pack", axis=0)
         else:
             ctx = g.op("Reshape", [ctx, g.const([0, 0, H])], f"{p}/context_merge")
-        attn = g.linear(ctx, w("attention.output.dense.weight"), w("attention.output.dense.bias"), f"{p}.attention.output.dense")
+        attn = g.linear(
+            ctx, w("attention.output.dense.weight"), w("attention.output.dense.bias"), f"{p}.attention.output.dense"
+        )
         x = g.layer_norm(
             g.op("Add", [attn, x], f"{p}/attn_residual"),
-            w("attention.output.LayerNorm.weight"), w("attention.output.LayerNorm.bias"), config.layer_norm_eps,
+            w("attention.output.LayerNorm.weight"),
+            w("attention.output.LayerNorm.bias"),
+            config.layer_norm_eps,
             f"{p}.attention.output.LayerNorm",
         )
         h = g.linear(x, w("intermediate.dense.weight"), w("intermediate.dense.bias"), f"{p}.intermediate.dense")
@@ -219,7 +235,10 @@ def build_bert_encoder(
         h = g.linear(h, w("output.dense.weight"), w("output.dense.bias"), f"{p}.output.dense")
         x = g.layer_norm(
             g.op("Add", [h, x], f"{p}/ffn_residual"),
-            w("output.LayerNorm.weight"), w("output.LayerNorm.bias"), config.layer_norm_eps, f"{p}.output.LayerNorm",
+            w("output.LayerNorm.weight"),
+            w("output.LayerNorm.bias"),
+            config.layer_norm_eps,
+            f"{p}.output.LayerNorm",
         )
 
     # --- pooling ----------------------------------------------------------------------------------
@@ -238,7 +257,10 @@ def build_bert_encoder(
         pooled = g.op("Div", [pooled, g.op("Max", [norm, g.const(1e-12, f32)], "norm/clamp")], "norm/div")
     g.nodes.append(helper.make_node("Identity", [pooled], [OUTPUT_NAME], name="output"))
 
-    inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"]) for n in ("input_ids", "attention_mask")]
+    inputs = [
+        helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"])
+        for n in ("input_ids", "attention_mask")
+    ]
     if token_type_ids:
         inputs.append(helper.make_tensor_value_info("token_type_ids", TensorProto.INT64, ["batch", "sequence"]))
     outputs = [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", H])]

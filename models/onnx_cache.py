@@ -10,7 +10,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from models.assets import cache_dir, file_lock, sha256_file
+from memstream.models.assets import cache_dir, file_lock, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,9 @@ def build_lock() -> AbstractContextManager[None]:
     return file_lock(cache_dir() / "models" / ".build.lock")
 
 
-def ensure_built(path: Path, current: Callable[[], bool], build: Callable[[], None], what: str,
-                 *, force: bool = False) -> Path:
+def ensure_built(
+    path: Path, current: Callable[[], bool], build: Callable[[], None], what: str, *, force: bool = False
+) -> Path:
     """``path`` once ``current()`` holds, running ``build()`` first (under the build lock) when it does not
     or when ``force``d."""
     if not force and current():

@@ -33,14 +33,14 @@ half the speed of fp32. ``reference_nll`` is the same model in plain numpy.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from models.gguf_llama import LlamaConfig
-from models.onnx_bert import _Graph
+from memstream.models.gguf_llama import LlamaConfig
+from memstream.models.onnx_bert import _Graph
 
 OPSET = 17
 MS_DOMAIN = "com.microsoft"
@@ -111,7 +111,9 @@ def reference_nll(weights: Mapping[str, np.ndarray], config: LlamaConfig, ids: S
 # --- 8-bit block-wise weights -----------------------------------------------------------------------
 
 
-def quantize_q8(weight: np.ndarray, *, symmetric: bool, block: int = Q8_BLOCK) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def quantize_q8(
+    weight: np.ndarray, *, symmetric: bool, block: int = Q8_BLOCK
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``MatMulNBits`` tensors (bits=8) of a torch-layout ``[N, K]`` weight: ``B`` uint8 ``[N, K/block, block]``,
     ``scales`` float32 ``[N, K/block]``, ``zero_points`` uint8 ``[N, K/block]``; ``w ≈ scale · (q - zp)``."""
     n, k = weight.shape
@@ -146,11 +148,24 @@ class _LlamaGraph(_Graph):
         if self.linear_format == "fp32":
             return self.op("MatMul", [x, self.init(f"{name}.weight", weight.T.copy())], f"{name}/MatMul")
         q, scale, zero = quantize_q8(weight, symmetric=symmetric)
-        inputs = [x, self.init(f"{name}.q8", q), self.init(f"{name}.scales", scale), self.init(f"{name}.zero_points", zero)]
+        inputs = [
+            x,
+            self.init(f"{name}.q8", q),
+            self.init(f"{name}.scales", scale),
+            self.init(f"{name}.zero_points", zero),
+        ]
         n, k = weight.shape
         node = helper.make_node(
-            "MatMulNBits", inputs, [f"{name}/MatMulNBits"], name=f"{name}/MatMulNBits", domain=MS_DOMAIN,
-            K=k, N=n, bits=8, block_size=Q8_BLOCK, accuracy_level=self.accuracy_level,
+            "MatMulNBits",
+            inputs,
+            [f"{name}/MatMulNBits"],
+            name=f"{name}/MatMulNBits",
+            domain=MS_DOMAIN,
+            K=k,
+            N=n,
+            bits=8,
+            block_size=Q8_BLOCK,
+            accuracy_level=self.accuracy_level,
         )
         self.nodes.append(node)
         return node.output[0]
@@ -168,7 +183,9 @@ class _LlamaGraph(_Graph):
         a, b = self.op("Split", [x, self.const([half, half])], f"{name}/split", outputs=2, axis=-1)
         swapped = self.op("Concat", [b, a], f"{name}/swap", axis=-1)
         return self.op(
-            "Add", [self.op("Mul", [x, cos], f"{name}/cos"), self.op("Mul", [swapped, sin], f"{name}/sin")], f"{name}/add"
+            "Add",
+            [self.op("Mul", [x, cos], f"{name}/cos"), self.op("Mul", [swapped, sin], f"{name}/sin")],
+            f"{name}/add",
         )
 
 
@@ -199,14 +216,18 @@ def build_llama_nll(
     n_positions = max_positions or config.max_positions
     cos_t, sin_t = rope_tables(config, n_positions)
     sin_t = np.concatenate([-sin_t[:, :half], sin_t[:, half:]], axis=-1)  # rotate_half's sign folded in
-    cos = g.op("Slice", [g.init("rope.cos", cos_t[:, None, :]), g.const([0]), seq_len, g.const([0])], "rope/cos")  # [T,1,hd]
+    cos = g.op(
+        "Slice", [g.init("rope.cos", cos_t[:, None, :]), g.const([0]), seq_len, g.const([0])], "rope/cos"
+    )  # [T,1,hd]
     sin = g.op("Slice", [g.init("rope.sin", sin_t[:, None, :]), g.const([0]), seq_len, g.const([0])], "rope/sin")
 
     mask_f = g.op("Cast", ["attention_mask"], "mask/float", to=TensorProto.FLOAT)
     pad_bias = g.op("Mul", [g.op("Sub", [g.const(1.0, f32), mask_f], "mask/inv"), g.const(MASK_VALUE, f32)], "mask/pad")
     pad_bias = g.op("Unsqueeze", [pad_bias, g.const([1, 2, 3])], "mask/pad5d")  # [B,1,1,1,T]
     square = g.op("Concat", [seq_len, seq_len], "mask/tt", axis=0)
-    ones = g.op("ConstantOfShape", [square], "mask/ones", value=helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0]))
+    ones = g.op(
+        "ConstantOfShape", [square], "mask/ones", value=helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])
+    )
     future = g.op("Trilu", [ones, g.const(1)], "mask/future", upper=1)  # 1 above the diagonal
     causal = g.op("Mul", [future, g.const(MASK_VALUE, f32)], "mask/causal")  # [T,T]
     bias = g.op("Add", [pad_bias, causal], "mask/bias")  # [B,1,1,T,T]
@@ -217,16 +238,22 @@ def build_llama_nll(
         p = f"model.layers.{i}"
         w = lambda key: weights[f"{p}.{key}"]  # noqa: E731
         h = g.rms_norm(x, w("input_layernorm.weight"), config.rms_eps, f"{p}.input_layernorm")
-        qkv_w = np.concatenate([w("self_attn.q_proj.weight") * q_scale, w("self_attn.k_proj.weight"), w("self_attn.v_proj.weight")])
+        qkv_w = np.concatenate(
+            [w("self_attn.q_proj.weight") * q_scale, w("self_attn.k_proj.weight"), w("self_attn.v_proj.weight")]
+        )
         qkv = g.matmul(h, qkv_w, f"{p}.self_attn.qkv_proj")
         q, k, v = g.op("Split", [qkv, g.const([nh * hd, kvh * hd, kvh * hd])], f"{p}/qkv_split", outputs=3, axis=-1)
         q = g.rope(g.op("Reshape", [q, g.const([0, 0, nh, hd])], f"{p}/q4d"), cos, sin, half, f"{p}/q_rope")
         k = g.rope(g.op("Reshape", [k, g.const([0, 0, kvh, hd])], f"{p}/k4d"), cos, sin, half, f"{p}/k_rope")
         q = g.op("Reshape", [q, g.const([0, 0, kvh, group, hd])], f"{p}/q5d")
         q = g.op("Transpose", [q], f"{p}/q_heads", perm=[0, 2, 3, 1, 4])  # [B,kvh,group,T,hd]
-        k = g.op("Unsqueeze", [g.op("Transpose", [k], f"{p}/k_heads", perm=[0, 2, 3, 1]), g.const([2])], f"{p}/k5d")  # [B,kvh,1,hd,T]
+        k = g.op(
+            "Unsqueeze", [g.op("Transpose", [k], f"{p}/k_heads", perm=[0, 2, 3, 1]), g.const([2])], f"{p}/k5d"
+        )  # [B,kvh,1,hd,T]
         v = g.op("Reshape", [v, g.const([0, 0, kvh, hd])], f"{p}/v4d")
-        v = g.op("Unsqueeze", [g.op("Transpose", [v], f"{p}/v_heads", perm=[0, 2, 1, 3]), g.const([2])], f"{p}/v5d")  # [B,kvh,1,T,hd]
+        v = g.op(
+            "Unsqueeze", [g.op("Transpose", [v], f"{p}/v_heads", perm=[0, 2, 1, 3]), g.const([2])], f"{p}/v5d"
+        )  # [B,kvh,1,T,hd]
         scores = g.op("Add", [g.op("MatMul", [q, k], f"{p}/scores"), bias], f"{p}/masked")  # [B,kvh,group,T,T]
         probs = g.op("Softmax", [scores], f"{p}/softmax", axis=-1)
         ctx = g.op("MatMul", [probs, v], f"{p}/context")  # [B,kvh,group,T,hd]
@@ -235,7 +262,9 @@ def build_llama_nll(
         x = g.op("Add", [x, g.matmul(ctx, w("self_attn.o_proj.weight"), f"{p}.self_attn.o_proj")], f"{p}/attn_residual")
 
         h = g.rms_norm(x, w("post_attention_layernorm.weight"), config.rms_eps, f"{p}.post_attention_layernorm")
-        gate_up = g.matmul(h, np.concatenate([w("mlp.gate_proj.weight"), w("mlp.up_proj.weight")]), f"{p}.mlp.gate_up_proj")
+        gate_up = g.matmul(
+            h, np.concatenate([w("mlp.gate_proj.weight"), w("mlp.up_proj.weight")]), f"{p}.mlp.gate_up_proj"
+        )
         gate, up = g.op("Split", [gate_up, g.const([F, F])], f"{p}/gate_up_split", outputs=2, axis=-1)
         act = g.op("Mul", [gate, g.op("Sigmoid", [gate], f"{p}/sigmoid")], f"{p}/silu")
         act = g.op("Mul", [act, up], f"{p}/swiglu")
@@ -246,11 +275,17 @@ def build_llama_nll(
     x = g.rms_norm(x, weights["model.norm.weight"], config.rms_eps, "model.norm")
     table = g.init("positions", np.arange(n_positions, dtype=np.int64))
     positions = g.op("Slice", [table, g.const([0]), seq_len, g.const([0])], "head/t")
-    start = g.op("Max", [g.op("Unsqueeze", [SCORE_FROM, g.const([1])], "head/from2d"), g.const(1)], "head/start")  # [B|1,1]
-    wanted = g.op("And", [
-        g.op("GreaterOrEqual", [positions, start], "head/after_start"),
-        g.op("Cast", ["attention_mask"], "head/real", to=TensorProto.BOOL),
-    ], "head/wanted")  # [B,T]
+    start = g.op(
+        "Max", [g.op("Unsqueeze", [SCORE_FROM, g.const([1])], "head/from2d"), g.const(1)], "head/start"
+    )  # [B|1,1]
+    wanted = g.op(
+        "And",
+        [
+            g.op("GreaterOrEqual", [positions, start], "head/after_start"),
+            g.op("Cast", ["attention_mask"], "head/real", to=TensorProto.BOOL),
+        ],
+        "head/wanted",
+    )  # [B,T]
     where = g.op("Transpose", [g.op("NonZero", [wanted], "head/nonzero")], "head/where", perm=[1, 0])  # [M,2]: (b, t)
     hidden = g.op("GatherND", [x, g.op("Sub", [where, g.const([0, 1])], "head/prev")], "head/hidden")  # [M,H]
     if config.tie_embeddings and (linear == "fp32" or not quantize_head):  # Gemm(transB) shares the embedding table
@@ -258,15 +293,24 @@ def build_llama_nll(
     else:
         head = embed if config.tie_embeddings else weights["lm_head.weight"]
         logits = g.matmul(hidden, head, "lm_head", symmetric=True)  # [M,V]
-    targets = g.op("Unsqueeze", [g.op("GatherND", ["input_ids", where], "head/targets"), g.const([1])], "head/targets2d")
+    targets = g.op(
+        "Unsqueeze", [g.op("GatherND", ["input_ids", where], "head/targets"), g.const([1])], "head/targets2d"
+    )
     target_logit = g.op("GatherElements", [logits, targets], "head/target_logit", axis=1)
     lse = g.op("ReduceLogSumExp", [logits], "head/logsumexp", axes=[1], keepdims=1)
     nll = g.op("Squeeze", [g.op("Sub", [lse, target_logit], "head/nll2d"), g.const([1])], "head/nll")  # [M]
-    zeros = g.op("ConstantOfShape", [g.op("Shape", ["input_ids"], "head/bt")], "head/zeros",
-                 value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]))
+    zeros = g.op(
+        "ConstantOfShape",
+        [g.op("Shape", ["input_ids"], "head/bt")],
+        "head/zeros",
+        value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]),
+    )
     g.nodes.append(helper.make_node("ScatterND", [zeros, where, nll], [OUTPUT_NAME], name="output"))
 
-    inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"]) for n in ("input_ids", "attention_mask")]
+    inputs = [
+        helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"])
+        for n in ("input_ids", "attention_mask")
+    ]
     inputs.append(helper.make_tensor_value_info(SCORE_FROM, TensorProto.INT64, ["batch_or_1"]))
     g.init(SCORE_FROM, np.array([1], dtype=np.int64))  # an initializer that is also an input: optional, default 1
     outputs = [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", "sequence"])]

@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 import re
 import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -170,12 +170,19 @@ def quantize_model(
     with tempfile.TemporaryDirectory() as tmp, _quiet_root_warnings():
         out = Path(tmp) / "int8.onnx"
         quantize_dynamic(
-            smoothed, out, per_channel=True, weight_type=QuantType.QInt8,
-            op_types_to_quantize=["MatMul"], nodes_to_quantize=nodes,
+            smoothed,
+            out,
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul"],
+            nodes_to_quantize=nodes,
         )
         quantized = onnx.load(out)
     entry = quantized.metadata_props.add()
-    entry.key, entry.value = "quantization", f"smoothquant(alpha={alpha})+dynamic-int8-per-channel; fp32: {','.join(keep_fp32) or '-'}"
+    entry.key, entry.value = (
+        "quantization",
+        f"smoothquant(alpha={alpha})+dynamic-int8-per-channel; fp32: {','.join(keep_fp32) or '-'}",
+    )
     return quantized.SerializeToString()
 
 

@@ -23,7 +23,7 @@ import json
 
 import numpy as np
 
-from models.compensation import NeighbourEstimate
+from memstream.models.compensation import NeighbourEstimate
 
 __all__ = ["RaceSketch", "SimHash", "estimate_from_sums"]
 
@@ -42,7 +42,7 @@ class SimHash:
             raise ValueError(f"planes have shape {planes.shape}, expected {(arrays * bits, dim)}")
         self.dim, self.arrays, self.bits, self.seed = dim, arrays, bits, seed
         self.planes = np.ascontiguousarray(planes, dtype=np.float32)
-        self._powers = (1 << np.arange(bits, dtype=np.int64))
+        self._powers = 1 << np.arange(bits, dtype=np.int64)
 
     @property
     def buckets_per_array(self) -> int:
@@ -118,8 +118,14 @@ class RaceSketch:
     def to_bytes(self) -> bytes:
         """Self-contained checkpoint: hyperplanes and tables (npz, compressed)."""
         buf = io.BytesIO()
-        meta = {"format": _FORMAT, "dim": self.hasher.dim, "arrays": self.hasher.arrays,
-                "bits": self.hasher.bits, "seed": self.hasher.seed, "written": self.written}
+        meta = {
+            "format": _FORMAT,
+            "dim": self.hasher.dim,
+            "arrays": self.hasher.arrays,
+            "bits": self.hasher.bits,
+            "seed": self.hasher.seed,
+            "written": self.written,
+        }
         np.savez_compressed(buf, meta=np.array(json.dumps(meta)), planes=self.hasher.planes, tables=self.tables)
         return buf.getvalue()
 
@@ -138,6 +144,4 @@ def estimate_from_sums(sums: np.ndarray, arrays: int) -> NeighbourEstimate | Non
     count, label_sum, pred_sum = (float(x) for x in sums)
     if count <= 0:
         return None
-    return NeighbourEstimate(
-        label_mean=label_sum / count, prediction_mean=pred_sum / count, support=count / arrays
-    )
+    return NeighbourEstimate(label_mean=label_sum / count, prediction_mean=pred_sum / count, support=count / arrays)

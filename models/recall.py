@@ -18,13 +18,20 @@ own score). The selection is deduplicated by (session_id, episode_index) and ord
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, Hashable, Literal, Mapping, Protocol, Sequence, TypeVar
+from typing import Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
 
 __all__ = [
-    "EpisodeLike", "Key", "RecallConfig", "Selected", "neighbour_keys", "select_contiguous", "within_budget",
+    "EpisodeLike",
+    "Key",
+    "RecallConfig",
+    "Selected",
+    "neighbour_keys",
+    "select_contiguous",
+    "within_budget",
 ]
 
 
@@ -32,17 +39,28 @@ class RecallConfig(BaseModel):
     """Recall defaults (settings ``MEMSTREAM_RECALL__*``; a request may override mode, budget, turns)."""
 
     mode: Literal["events", "episodes"] = Field(
-        "events", description="events: hybrid search over events, episodes as context; episodes: the two-stage "
-        "episode recall (top k_s episodes by centroid, k_c neighbours each)")
+        "events",
+        description="events: hybrid search over events, episodes as context; episodes: the two-stage "
+        "episode recall (top k_s episodes by centroid, k_c neighbours each)",
+    )
     budget: int = Field(20, ge=1, le=1000, description="Events returned at most (event mode)")
     episode_turns: int = Field(
-        0, ge=0, le=50, description="Event mode: turns of a hit's episode returned right after it (nearest in time "
-        "first). On the LoCoMo dev set 1 scored below 0 at every budget (README, Recall quality)")
+        0,
+        ge=0,
+        le=50,
+        description="Event mode: turns of a hit's episode returned right after it (nearest in time "
+        "first). On the LoCoMo dev set 1 scored below 0 at every budget (README, Recall quality)",
+    )
     candidates: int = Field(
-        400, ge=1, le=10_000, description="Events each of the dense and lexical searches passes to the fusion")
+        400, ge=1, le=10_000, description="Events each of the dense and lexical searches passes to the fusion"
+    )
     context_beta: float = Field(
-        0.5, ge=0.0, le=4.0, description="Weight of an event's episode neighbours in its search vectors (set when "
-        "its episode is sealed; change it, then run `memstream store reindex`)")
+        0.5,
+        ge=0.0,
+        le=4.0,
+        description="Weight of an event's episode neighbours in its search vectors (set when "
+        "its episode is sealed; change it, then run `memstream store reindex`)",
+    )
 
     def with_request(
         self, mode: str | None = None, budget: int | None = None, episode_turns: int | None = None
@@ -83,6 +101,7 @@ def within_budget(
                 seen.add(mate)
                 added += 1
     return out
+
 
 Key = tuple[str, int]
 """An episode within a tenant: (session_id, episode_index)."""
@@ -142,18 +161,14 @@ def neighbour_keys(hits: Sequence[tuple[E, float]], k_c: int) -> list[Key]:
     return sorted(wanted)
 
 
-def select_contiguous(
-    hits: Sequence[tuple[E, float]], neighbours: Mapping[Key, E], k_c: int
-) -> list[Selected[E]]:
+def select_contiguous(hits: Sequence[tuple[E, float]], neighbours: Mapping[Key, E], k_c: int) -> list[Selected[E]]:
     """Hits plus their stored neighbours, deduplicated, ordered by (start_ts, session, index).
 
     ``neighbours`` maps keys (from :func:`neighbour_keys`) to the episodes found; missing keys (the
     session's first/last episode, or not stored yet) are skipped.
     """
     best = _best_hits(hits)
-    selected: dict[Key, Selected[E]] = {
-        key: Selected(episode, score, score) for key, (episode, score) in best.items()
-    }
+    selected: dict[Key, Selected[E]] = {key: Selected(episode, score, score) for key, (episode, score) in best.items()}
     for key in neighbour_keys(hits, k_c):
         episode = neighbours.get(key)
         if episode is None:

@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["Objective", "similarity_graph", "split_scores", "best_split", "refine_boundaries"]
+__all__ = ["Objective", "best_split", "refine_boundaries", "similarity_graph", "split_scores"]
 
 Objective = Literal["modularity", "conductance"]
 

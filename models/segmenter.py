@@ -50,11 +50,11 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from models.boundaries import exceeds
-from models.refinement import best_split, similarity_graph
-from models.surprise import LanguageModelSurprise, SurpriseContext, SurpriseModel, TokenScorer, make_surprise
+from memstream.models.boundaries import exceeds
+from memstream.models.refinement import best_split, similarity_graph
+from memstream.models.surprise import LanguageModelSurprise, SurpriseContext, SurpriseModel, TokenScorer, make_surprise
 
-__all__ = ["SegmentationConfig", "SessionState", "EpisodeChange", "Segmenter"]
+__all__ = ["EpisodeChange", "SegmentationConfig", "Segmenter", "SessionState"]
 
 STATE_VERSION = 2  # 1: float32 vectors (still read)
 _MAGIC = b"MSEG"
@@ -68,44 +68,60 @@ class SegmentationConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     surprise: Literal["embedding", "lm", "blend"] = Field(
-        default="embedding", description="boundary signal: embedding surprise (no extra model), token NLL "
-        "under a causal LM (models.language_model), or both, standardised and averaged")
+        default="embedding",
+        description="boundary signal: embedding surprise (no extra model), token NLL "
+        "under a causal LM (models.language_model), or both, standardised and averaged",
+    )
     embedding_surprise: Literal["vmf", "cosine", "gaussian"] = Field(
-        default="vmf", description="distribution behind embedding surprise (models.surprise.make_surprise)")
+        default="vmf", description="distribution behind embedding surprise (models.surprise.make_surprise)"
+    )
     lm_context_tokens: int = Field(
-        default=128, ge=0, description="LM surprise: tokens of the session's earlier events an event is read after")
+        default=128, ge=0, description="LM surprise: tokens of the session's earlier events an event is read after"
+    )
     lm_reduce: Literal["mean", "sum", "max"] = Field(
-        default="mean", description="LM surprise of an event from its tokens' NLLs")
+        default="mean", description="LM surprise of an event from its tokens' NLLs"
+    )
     lm_score: Literal["nll", "pmi"] = Field(
-        default="pmi", description="nll: the text's NLL given the context (EM-LLM); pmi: minus its NLL without "
-        "context, so text that is hard in itself is not taken for a change of topic")
+        default="pmi",
+        description="nll: the text's NLL given the context (EM-LLM); pmi: minus its NLL without "
+        "context, so text that is hard in itself is not taken for a change of topic",
+    )
     lm_window: int = Field(
-        default=4, ge=1, description="LM surprise of an event: mean over it and the next lm_window − 1 events "
+        default=4,
+        ge=1,
+        description="LM surprise of an event: mean over it and the next lm_window − 1 events "
         "(capped at ahead, the events a decision waits for; a change of topic keeps surprising for a few events, "
-        "one odd sentence does not)")
+        "one odd sentence does not)",
+    )
     blend_weight: float = Field(default=0.25, ge=0.0, le=1.0, description="blend: weight of the LM signal")
     half_life: float | None = Field(
-        default=None, gt=0, description="recency half-life (events) of a context's distribution; None = flat")
+        default=None, gt=0, description="recency half-life (events) of a context's distribution; None = flat"
+    )
     context: Literal["episode", "recent"] = Field(
-        default="recent", description="what an event is compared with: the current episode so far (EM-LLM), "
-        "or the latest max_context events whatever their episode")
+        default="recent",
+        description="what an event is compared with: the current episode so far (EM-LLM), "
+        "or the latest max_context events whatever their episode",
+    )
     max_context: int = Field(default=12, ge=1, description="at most this many latest events form the context")
     ahead: int = Field(default=12, ge=1, description="look-ahead events whose surprise scores an event")
     score: Literal["surprise", "contrast", "symmetric"] = Field(
-        default="symmetric", description="surprise: mean NLL of the look-ahead under the context (EM-LLM when "
-        "ahead=1); contrast: minus their NLL under their own fit; symmetric: plus the same the other way")
+        default="symmetric",
+        description="surprise: mean NLL of the look-ahead under the context (EM-LLM when "
+        "ahead=1); contrast: minus their NLL under their own fit; symmetric: plus the same the other way",
+    )
     peak_wait: int = Field(
-        default=2, ge=0, description="a candidate waits this many events for a higher score (0 = first crossing)")
+        default=2, ge=0, description="a candidate waits this many events for a higher score (0 = first crossing)"
+    )
     gamma: float = Field(default=1.0, description="threshold = mean + gamma·std of the previous scores")
     window: int = Field(default=64, ge=2, description="how many previous scores the threshold looks at")
     warmup: int = Field(default=4, ge=2, description="no threshold (no surprise boundary) before this many scores")
     min_len: int = Field(default=6, ge=1, description="events an episode holds before a surprise can close it")
     max_len: int = Field(default=64, ge=2, description="an episode is cut when it reaches this many events")
     refine: Literal["modularity", "conductance", "none"] = Field(
-        default="modularity", description="boundary refinement objective")
+        default="modularity", description="boundary refinement objective"
+    )
     radius: int = Field(default=2, ge=0, description="a boundary moves at most this many events either way")
-    graph_context: int = Field(
-        default=12, ge=1, description="events either side of a boundary in its refinement graph")
+    graph_context: int = Field(default=12, ge=1, description="events either side of a boundary in its refinement graph")
     sim_floor: float = Field(default=0.0, description="similarities below this are no edge in the graph")
 
     @model_validator(mode="after")
@@ -312,9 +328,16 @@ class Segmenter:
         blend configs need unless every push brings its ``lm_surprise``."""
         self.config = config or SegmentationConfig()
         self.surprise = surprise or make_surprise(self.config.embedding_surprise, self.config.half_life)
-        self.lm = None if lm is None else LanguageModelSurprise(
-            lm, context_tokens=self.config.lm_context_tokens, reduce=self.config.lm_reduce,
-            contrast=self.config.lm_score == "pmi")
+        self.lm = (
+            None
+            if lm is None
+            else LanguageModelSurprise(
+                lm,
+                context_tokens=self.config.lm_context_tokens,
+                reduce=self.config.lm_reduce,
+                contrast=self.config.lm_score == "pmi",
+            )
+        )
 
     # -- public ----------------------------------------------------------------------------------
     def lm_surprises(self, items: Sequence[tuple[SessionState, str]]) -> list[float]:
@@ -336,8 +359,14 @@ class Segmenter:
         return [float(s) for s in scores]
 
     def push(
-        self, state: SessionState, event_id: str, ts: float, vector: np.ndarray, text: str = "",
-        *, lm_surprise: float | None = None,
+        self,
+        state: SessionState,
+        event_id: str,
+        ts: float,
+        vector: np.ndarray,
+        text: str = "",
+        *,
+        lm_surprise: float | None = None,
     ) -> list[EpisodeChange]:
         """Add one event; returns the episodes opened and sealed because of it, in order.
 
@@ -456,9 +485,11 @@ class Segmenter:
         b = state.base
         needs_text = self.surprise.needs_text
         back = SurpriseContext(
-            state.vectors[ctx_from - b : d - b], tuple(state.texts[ctx_from - b : d - b]) if needs_text else ())
+            state.vectors[ctx_from - b : d - b], tuple(state.texts[ctx_from - b : d - b]) if needs_text else ()
+        )
         ahead = SurpriseContext(
-            state.vectors[d - b : ahead_to - b], tuple(state.texts[d - b : ahead_to - b]) if needs_text else ())
+            state.vectors[d - b : ahead_to - b], tuple(state.texts[d - b : ahead_to - b]) if needs_text else ()
+        )
 
         m = len(ahead)
         if self.config.score == "surprise":

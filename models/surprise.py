@@ -28,17 +28,17 @@ from typing import Literal, Protocol, runtime_checkable
 import numpy as np
 
 __all__ = [
+    "DiagonalGaussianSurprise",
+    "LanguageModelSurprise",
     "SurpriseContext",
     "SurpriseModel",
-    "VonMisesFisherSurprise",
-    "DiagonalGaussianSurprise",
-    "recency_weights",
-    "log_bessel_iv",
-    "vmf_log_normaliser",
-    "make_surprise",
     "TokenScorer",
-    "LanguageModelSurprise",
+    "VonMisesFisherSurprise",
+    "log_bessel_iv",
+    "make_surprise",
+    "recency_weights",
     "reduce_nll",
+    "vmf_log_normaliser",
 ]
 
 

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from streams.settings import KafkaSettings
+from memstream.streams.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,10 @@ async def _until_led(admin: AIOKafkaAdminClient, wanted: dict[str, int], timeout
     while True:
         described = await admin.describe_topics(list(wanted))
         ready = {
-            t["topic"] for t in described
-            if t["error_code"] == 0 and len(t["partitions"]) >= wanted.get(t["topic"], 1)
+            t["topic"]
+            for t in described
+            if t["error_code"] == 0
+            and len(t["partitions"]) >= wanted.get(t["topic"], 1)
             and all(p["error_code"] == 0 and p["leader"] >= 0 for p in t["partitions"])
         }
         waiting = sorted(set(wanted) - ready)

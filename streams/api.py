@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from streams.contracts import Features, Ident
+from memstream.streams.contracts import Features, Ident
 
 
 class _Request(BaseModel):

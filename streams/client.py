@@ -9,10 +9,10 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.admin import ensure_topics
-from streams.codec import decode, encode
-from streams.contracts import FeedbackEvent, InteractionEvent, MemoryUpdate
-from streams.settings import KafkaSettings, get_settings
+from memstream.streams.admin import ensure_topics
+from memstream.streams.codec import decode, encode
+from memstream.streams.contracts import FeedbackEvent, InteractionEvent, MemoryUpdate
+from memstream.streams.settings import KafkaSettings, kafka_settings
 
 Publishable = InteractionEvent | FeedbackEvent
 
@@ -32,13 +32,13 @@ class Publisher:
     """
 
     def __init__(self, kafka: KafkaSettings | None = None, *, create_topics: bool = True, linger_ms: int = 5):
-        self.kafka = kafka or get_settings().kafka
+        self.kafka = kafka or kafka_settings()
         self._create_topics = create_topics
         self._producer = AIOKafkaProducer(
             **self.kafka.client_kwargs(), enable_idempotence=True, acks="all", linger_ms=linger_ms
         )
 
-    async def __aenter__(self) -> "Publisher":
+    async def __aenter__(self) -> Publisher:
         await self.start()
         return self
 
@@ -92,7 +92,7 @@ class Subscription:
         from_beginning: bool = False,
         kafka: KafkaSettings | None = None,
     ) -> None:
-        self.kafka = kafka or get_settings().kafka
+        self.kafka = kafka or kafka_settings()
         self.tenant_id, self.session_id = tenant_id, session_id
         self.kinds = set(kinds) if kinds else None
         self.from_beginning = from_beginning
@@ -125,7 +125,7 @@ class Subscription:
             await self._consumer.stop()
             self._consumer = None
 
-    async def __aenter__(self) -> "Subscription":
+    async def __aenter__(self) -> Subscription:
         await self.start()
         return self
 
@@ -174,7 +174,7 @@ async def _wait_partitions(consumer: AIOKafkaConsumer, topic: str, timeout: floa
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
-        await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public refresh
+        await consumer._client.force_metadata_update()
         partitions = consumer.partitions_for_topic(topic)
         if partitions:
             return partitions

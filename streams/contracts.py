@@ -83,7 +83,7 @@ class Features(_Record):
     _text = field_validator("text")(lambda v, info: v if v is None else _check_text(v, info))
 
     @model_validator(mode="after")
-    def _one_of(self) -> "Features":
+    def _one_of(self) -> Features:
         if (self.text is None or not self.text.strip()) and not self.vector:
             raise ValueError("features need a non-empty text or a non-empty vector")
         return self
@@ -140,7 +140,7 @@ class MemoryUpdate(_Record):
     @classmethod
     def make(
         cls, kind: UpdateKind, tenant_id: str, ids: list[str], ts: float, *, salt: str = "", **fields: Any
-    ) -> "MemoryUpdate":
+    ) -> MemoryUpdate:
         """Build an update whose id is derived from what it announces (and `salt`, for announcements that
         may rightly repeat, such as a second forget of the same user)."""
         update_id = str(uuid.uuid5(MEMSTREAM_NS, "|".join([kind, tenant_id, *ids, salt])))

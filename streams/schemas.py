@@ -6,11 +6,15 @@ from pathlib import Path
 
 import orjson
 
-from streams.contracts import SCHEMA_VERSION, DeadLetter, FeedbackEvent, InteractionEvent, MemoryUpdate
+from memstream.streams.contracts import SCHEMA_VERSION, DeadLetter, FeedbackEvent, InteractionEvent, MemoryUpdate
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
-MODELS = {"interaction": InteractionEvent, "feedback": FeedbackEvent, "memory-update": MemoryUpdate,
-          "dead-letter": DeadLetter}
+MODELS = {
+    "interaction": InteractionEvent,
+    "feedback": FeedbackEvent,
+    "memory-update": MemoryUpdate,
+    "dead-letter": DeadLetter,
+}
 
 
 def schema_files() -> dict[str, bytes]:
@@ -20,7 +24,9 @@ def schema_files() -> dict[str, bytes]:
         schema = model.model_json_schema()
         schema["$id"] = f"https://memstream.dev/schemas/v{SCHEMA_VERSION}/{name}.json"
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-        files[f"{name}.v{SCHEMA_VERSION}.json"] = orjson.dumps(schema, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+        files[f"{name}.v{SCHEMA_VERSION}.json"] = orjson.dumps(
+            schema, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
+        )
     return files
 
 

@@ -1,5 +1,6 @@
-"""Settings: every config value's one home. Environment variables use the prefix ``MEMSTREAM_``;
-nested groups use ``__`` (e.g. ``MEMSTREAM_EMBEDDER__VARIANT=int8``)."""
+"""Settings of the wire: how a client or a worker reaches Kafka. Environment variables use the prefix
+``MEMSTREAM_``; nested groups use ``__`` (e.g. ``MEMSTREAM_KAFKA__BOOTSTRAP=broker:9092``). The worker's
+settings (``memstream.agents.settings``) hold this same group beside its own."""
 
 from __future__ import annotations
 
@@ -11,13 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from agents.store.base import StoreConfig
-from models.compensation import CompensationConfig
-from models.embedder import EmbedderConfig
-from models.language_model import LanguageModelConfig
-from models.recall import RecallConfig
-from models.segmenter import SegmentationConfig
-from streams.topics import TopicNames
+from memstream.streams.topics import TopicNames
 
 
 class KafkaSettings(BaseModel):
@@ -25,7 +20,8 @@ class KafkaSettings(BaseModel):
 
     bootstrap: str = Field("127.0.0.1:9092", description="host:port[,host:port…] of the Kafka brokers")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        "PLAINTEXT", description="How clients talk to the brokers")
+        "PLAINTEXT", description="How clients talk to the brokers"
+    )
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field("PLAIN", description="SASL mechanism")
     sasl_username: str | None = Field(None, description="SASL user")
     sasl_password: SecretStr | None = Field(None, description="SASL password (never printed)")
@@ -36,8 +32,12 @@ class KafkaSettings(BaseModel):
     replication_factor: int = Field(1, ge=1, description="Replication factor of topics memstream creates")
     topic_prefix: str = Field("memstream.", description="Prefix of every topic name (one deployment per prefix)")
     producer_linger_ms: int = Field(
-        5, ge=0, le=1000, description="How long a worker's producer waits to fill a batch (Kafka 4's default): "
-        "fewer, fuller requests, for a few ms of latency per hop")
+        5,
+        ge=0,
+        le=1000,
+        description="How long a worker's producer waits to fill a batch (Kafka 4's default): "
+        "fewer, fuller requests, for a few ms of latency per hop",
+    )
 
     @property
     def topics(self) -> TopicNames:
@@ -66,106 +66,28 @@ class KafkaSettings(BaseModel):
         return kwargs
 
 
-class WorkerSettings(BaseModel):
-    """One worker process: identity, state, web port, validation limits."""
+class ApiSettings(BaseModel):
+    """Where a client finds a worker's HTTP API (``MemoryClient``, ``memstream recall --worker``)."""
 
-    app_id: str = Field("memstream", description="Faust app id = consumer group; one per deployment")
-    state_dir: Path = Field(Path("var/state"), description="RocksDB tables and the embedded store live here")
-    table_store: str = Field("rocksdb://", description="Faust table store: rocksdb:// or memory://")
-    standby_replicas: int = Field(1, ge=0, description="Standby copies of each table partition on other workers")
-    web_port: int = Field(6066, ge=1, le=65535, description="HTTP API (recall, compensate, get, forget, metrics)")
-    web_host: str = Field("127.0.0.1", description="Address the HTTP API binds (0.0.0.0 in containers)")
-    max_text_chars: int = Field(16_384, ge=1, description="Longer event texts are dead-lettered")
-    log_level: str = Field("info", description="Worker log level")
-    commit_interval_s: float = Field(
-        0.2, gt=0, le=30,
-        description="How often offsets (and, exactly-once, the transaction) are committed; under exactly_once "
-        "each stage's output becomes visible downstream only at its commit, so this bounds per-hop latency",
-    )
-    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
-        "at_least_once",
-        description="at_least_once (default): replays are de-duplicated by event id and point ids are "
-        "deterministic, so memory is exactly-once; exactly_once: Kafka transactions (faust-streaming 0.15 "
-        "fences producers on rebalance with several workers: single-worker use only)",
-    )
+    url: str = Field("http://127.0.0.1:6066", description="Base URL of a worker's HTTP API")
+    timeout_s: float = Field(30.0, gt=0, description="Seconds a client waits for an answer")
 
 
-class EmbedStageSettings(BaseModel):
-    """How the embed agent batches: a batch closes at max_batch events or after max_wait_s, and is embedded
-    in chunks that the embedder's thread runs back to back while the worker forwards the finished ones."""
-
-    max_batch: int = Field(
-        256, ge=1, le=4096, description="Events taken in one batch at most (under load: the embedder's idle gap "
-        "between batches is paid once per batch)")
-    max_wait_s: float = Field(
-        0.02, gt=0, le=10, description="A partial batch is embedded after this wait (under load batches fill "
-        "before it; at low rates it is latency each event pays)")
-    chunk: int = Field(
-        16, ge=1, le=4096, description="Events per embedder call within a batch: two chunks are queued on the "
-        "embedder's thread at a time, and each one is forwarded as soon as it is done")
-
-
-class SegmentStageSettings(BaseModel):
-    """How the segment agent batches, and when an idle session's open episode is sealed without an explicit
-    `session_end` event."""
-
-    max_batch: int = Field(
-        64, ge=1, le=4096, description="Events segmented per batch at most: each session's state is written once "
-        "per batch, and LM surprise scores the whole batch in one model run")
-    max_wait_s: float = Field(0.01, gt=0, le=10, description="A partial batch is segmented after this wait")
-
-    idle_seal_s: float = Field(30.0, gt=0, description="Seal a session's episodes after this many idle seconds")
-    idle_check_s: float = Field(5.0, gt=0, description="How often the worker looks for idle sessions")
-    dedupe_window: int = Field(
-        512, ge=2, description="Latest event ids remembered per session, so a replayed event is not applied twice"
-    )
-    state_cache: int = Field(
-        10_000, ge=0, description="Session states a worker keeps decoded in memory between batches (~30 kB "
-        "each; dropped at every rebalance); 0: read every state back from RocksDB")
-
-
-class IndexStageSettings(BaseModel):
-    """How the index agent batches its store writes (at most ``store.upsert_batch`` points per batch)."""
-
-    max_wait_s: float = Field(0.01, gt=0, le=10, description="A partial batch is written after this wait")
-
-
-class ErrorsStageSettings(BaseModel):
-    """The errors agent (feedback → error memory) and the memory `/compensate/` reads by default."""
-
-    backend: Literal["knn", "sketch"] = Field(
-        "knn",
-        description="knn: exact neighbours in the store's errors collection; sketch: a RACE sketch in the worker, "
-        "rebuilt from that collection and fed by this worker's errors agent (O(1) reads)",
-    )
-    max_batch: int = Field(64, ge=1, le=4096, description="Feedback events per batch (texts embedded together)")
-    max_wait_s: float = Field(0.05, gt=0, le=10, description="A partial batch is processed after this many seconds")
-
-
-class Settings(BaseSettings):
-    """All of memstream's configuration."""
+class ClientSettings(BaseSettings):
+    """What a client process (publisher, subscriber, HTTP client) reads from the environment."""
 
     model_config = SettingsConfigDict(env_prefix="MEMSTREAM_", env_nested_delimiter="__", extra="ignore")
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    worker: WorkerSettings = Field(default_factory=WorkerSettings)
-    embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
-    embed: EmbedStageSettings = Field(default_factory=EmbedStageSettings)
-    segment: SegmentStageSettings = Field(default_factory=SegmentStageSettings)
-    segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
-    index: IndexStageSettings = Field(default_factory=IndexStageSettings)
-    lm: LanguageModelConfig = Field(default_factory=LanguageModelConfig)
-    store: StoreConfig = Field(default_factory=StoreConfig)
-    recall: RecallConfig = Field(default_factory=RecallConfig)
-    compensation: CompensationConfig = Field(default_factory=CompensationConfig)
-    errors: ErrorsStageSettings = Field(default_factory=ErrorsStageSettings)
-
-    @property
-    def topics(self) -> TopicNames:
-        return self.kafka.topics
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
 
 @lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """Settings read once from the environment."""
-    return Settings()
+def client_settings() -> ClientSettings:
+    """A client's settings, read once from the environment (``MEMSTREAM_KAFKA__*``, ``MEMSTREAM_API__*``)."""
+    return ClientSettings()
+
+
+def kafka_settings() -> KafkaSettings:
+    """The Kafka settings read once from the environment (``MEMSTREAM_KAFKA__*``)."""
+    return client_settings().kafka

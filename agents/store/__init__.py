@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agents.store.base import (
+from memstream.agents.store.base import (
     Collection,
     EpisodeHit,
     EpisodePoint,
@@ -23,10 +23,10 @@ from agents.store.base import (
     StoreLockedError,
     StoreSchemaError,
 )
-from agents.store.edge import EdgeStore
-from agents.store.ids import episode_point_id, error_point_id, event_point_id
-from agents.store.recall import RecalledEpisode, RecalledEvent, recall, recall_events
-from agents.store.server import ServerStore
+from memstream.agents.store.edge import EdgeStore
+from memstream.agents.store.ids import episode_point_id, error_point_id, event_point_id
+from memstream.agents.store.recall import RecalledEpisode, RecalledEvent, recall, recall_events
+from memstream.agents.store.server import ServerStore
 
 __all__ = [
     "Collection",

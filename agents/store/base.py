@@ -7,16 +7,17 @@ events with its centroid) and ``errors`` (ReLoop2 feedback samples). Every read,
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal, Mapping, Protocol, Self, Sequence, runtime_checkable
+from typing import Any, Literal, Protocol, Self, runtime_checkable
 
 import numpy as np
 from numpy.typing import ArrayLike
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from models.lexical import LexicalConfig, SparseVector
+from memstream.models.lexical import LexicalConfig, SparseVector
 
 __all__ = [
     "Collection",
@@ -50,13 +51,16 @@ class StoreConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     backend: Literal["edge", "server"] = Field(
-        "edge", description="edge: embedded qdrant-edge shards on local disk (one process owns them); "
-        "server: a Qdrant server every worker writes to."
+        "edge",
+        description="edge: embedded qdrant-edge shards on local disk (one process owns them); "
+        "server: a Qdrant server every worker writes to.",
     )
     path: Path | None = Field(
         None, description="Edge: directory of the shards (default <worker.state_dir>/qdrant-edge)."
     )
-    url: str | None = Field(None, description="Server: e.g. http://qdrant:6333 (':memory:' = qdrant-client local mode).")
+    url: str | None = Field(
+        None, description="Server: e.g. http://qdrant:6333 (':memory:' = qdrant-client local mode)."
+    )
     api_key: SecretStr | None = None
     prefer_grpc: bool = False
     timeout_s: float = Field(10.0, gt=0)

@@ -16,13 +16,14 @@ import asyncio
 import concurrent.futures
 import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import qdrant_edge as qe
 
-from agents.store.base import (
+from memstream.agents.store.base import (
     Collection,
     StoreClosedError,
     StoreConfig,
@@ -30,10 +31,10 @@ from agents.store.base import (
     StoreLockedError,
     StoreSchemaError,
 )
-from agents.store.schema import CONTEXT, INDEXES, LEXICAL, HybridQuery, IndexKind, NamedVectors
-from agents.store.scope import AnyOf, Condition, HasIds, Match, Range, Scope
-from agents.store.scoped import Found, ScopedStore
-from models.lexical import SparseVector
+from memstream.agents.store.schema import CONTEXT, INDEXES, LEXICAL, HybridQuery, IndexKind, NamedVectors
+from memstream.agents.store.scope import AnyOf, Condition, HasIds, Match, Range, Scope
+from memstream.agents.store.scoped import Found, ScopedStore
+from memstream.models.lexical import SparseVector
 
 __all__ = ["EdgeStore", "compact_offline"]
 
@@ -115,7 +116,8 @@ class EdgeStore(ScopedStore):
         hybrid = collection is Collection.EVENTS
         return qe.EdgeConfig(
             vectors={"": dense, CONTEXT: qe.EdgeVectorParams(size=self.config.dim, distance=qe.Distance.Dot)}
-            if hybrid else dense,
+            if hybrid
+            else dense,
             sparse_vectors={LEXICAL: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)} if hybrid else None,
             # indexing_threshold=0: optimize() never builds HNSW, it only vacuums (see compact_offline).
             optimizers=qe.EdgeOptimizersConfig(indexing_threshold=0),
@@ -213,15 +215,18 @@ class EdgeStore(ScopedStore):
     # -- primitives (each runs whole on the store thread) -----------------------------------------------
 
     async def _upsert(
-        self, collection: Collection, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]],
+        self,
+        collection: Collection,
+        ids: list[str],
+        vectors: np.ndarray,
+        payloads: list[dict[str, Any]],
         named: list[NamedVectors] | None = None,
     ) -> None:
         def work() -> None:
             rows: list[Any] = vectors.tolist()
             if named is not None:
                 rows = [
-                    {"": row, CONTEXT: n.context.tolist(), LEXICAL: _sparse(n.lexical)}
-                    for row, n in zip(rows, named)
+                    {"": row, CONTEXT: n.context.tolist(), LEXICAL: _sparse(n.lexical)} for row, n in zip(rows, named)
                 ]
             points = [qe.Point(i, v, p) for i, v, p in zip(ids, rows, payloads)]
             self._shard(collection).update(qe.UpdateOperation.upsert_points(points))
@@ -247,15 +252,25 @@ class EdgeStore(ScopedStore):
 
     async def _hybrid(self, collection: Collection, query: HybridQuery, where: Scope, corpus: Scope) -> list[Found]:
         flt = _filter(where)
-        prefetches = [qe.Prefetch(limit=query.candidates, query=qe.Query.Nearest(query.dense, using=CONTEXT), filter=flt)]
+        prefetches = [
+            qe.Prefetch(limit=query.candidates, query=qe.Query.Nearest(query.dense, using=CONTEXT), filter=flt)
+        ]
         if len(query.lexical):
-            prefetches.append(qe.Prefetch(
-                limit=query.candidates, query=qe.Query.Nearest(_sparse(query.lexical), using=LEXICAL), filter=flt,
-                params=qe.SearchParams(idf=qe.IdfParams(corpus=_filter(corpus))),
-            ))
+            prefetches.append(
+                qe.Prefetch(
+                    limit=query.candidates,
+                    query=qe.Query.Nearest(_sparse(query.lexical), using=LEXICAL),
+                    filter=flt,
+                    params=qe.SearchParams(idf=qe.IdfParams(corpus=_filter(corpus))),
+                )
+            )
         request = qe.QueryRequest(
-            limit=query.limit, query=qe.Fusion.Dbsf(), prefetches=prefetches, filter=flt,
-            with_payload=True, with_vector=False,
+            limit=query.limit,
+            query=qe.Fusion.Dbsf(),
+            prefetches=prefetches,
+            filter=flt,
+            with_payload=True,
+            with_vector=False,
         )
 
         def work() -> list[Found]:
@@ -263,9 +278,7 @@ class EdgeStore(ScopedStore):
 
         return await self._run(work)
 
-    async def _scroll_page(
-        self, collection: Collection, offset: Any, limit: int
-    ) -> tuple[list[Found], Any]:
+    async def _scroll_page(self, collection: Collection, offset: Any, limit: int) -> tuple[list[Found], Any]:
         request = qe.ScrollRequest(offset=offset, limit=limit, with_payload=True, with_vector=True)
 
         def work() -> tuple[list[Found], Any]:

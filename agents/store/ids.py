@@ -11,7 +11,7 @@ import json
 import re
 import uuid
 
-from streams.contracts import MEMSTREAM_NS
+from memstream.streams.contracts import MEMSTREAM_NS
 
 __all__ = ["episode_point_id", "error_point_id", "event_point_id"]
 

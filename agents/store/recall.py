@@ -17,9 +17,9 @@ from typing import Any
 
 from numpy.typing import ArrayLike
 
-from agents.store.base import EpisodePoint, EpisodeState, EventPoint, MemoryStore
-from models.lexical import SparseVector
-from models.recall import Key, neighbour_keys, select_contiguous, within_budget
+from memstream.agents.store.base import EpisodePoint, EpisodeState, EventPoint, MemoryStore
+from memstream.models.lexical import SparseVector
+from memstream.models.recall import Key, neighbour_keys, select_contiguous, within_budget
 
 __all__ = ["RecalledEpisode", "RecalledEvent", "recall", "recall_events"]
 
@@ -46,8 +46,16 @@ class RecalledEvent:
 
 def _recalled(event: EventPoint, score: float | None = None, context_of: str | None = None) -> RecalledEvent:
     return RecalledEvent(
-        event.event_id, event.ts, event.text, event.role, event.session_id, event.user_id, event.episode_index,
-        score, context_of, event.tenant_id,
+        event.event_id,
+        event.ts,
+        event.text,
+        event.role,
+        event.session_id,
+        event.user_id,
+        event.episode_index,
+        score,
+        context_of,
+        event.tenant_id,
     )
 
 
@@ -72,8 +80,15 @@ async def recall_events(
     if budget < 1:
         raise ValueError("budget must be >= 1")
     hits = await store.hybrid_events(
-        query_vector, query_lexical, tenant_id=tenant_id, user_id=user_id, session_id=session_id,
-        since=since, until=until, limit=budget, candidates=candidates,
+        query_vector,
+        query_lexical,
+        tenant_id=tenant_id,
+        user_id=user_id,
+        session_id=session_id,
+        since=since,
+        until=until,
+        limit=budget,
+        candidates=candidates,
     )
     events = {h.event.event_id: h.event for h in hits}
     scores = {h.event.event_id: h.score for h in hits}
@@ -88,7 +103,9 @@ async def recall_events(
                 events[event.event_id] = event
         for hit in scores:
             event = events[hit]
-            others = [events[e] for e in members.get((event.session_id, event.episode_index), ()) if e in events and e != hit]
+            others = [
+                events[e] for e in members.get((event.session_id, event.episode_index), ()) if e in events and e != hit
+            ]
             mates[hit] = [e.event_id for e in sorted(others, key=lambda o: (abs(o.ts - event.ts), o.ts))]
     order = within_budget(list(scores), mates, episode_turns, budget)
     return [_recalled(events[e], scores.get(e) if of is None else None, of) for e, of in order]

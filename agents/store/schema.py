@@ -5,17 +5,26 @@ Shared by both backends so that they store byte-for-byte the same payloads.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import numpy as np
 
-from agents.store.base import Collection, EpisodePoint, ErrorPoint, EventPoint
-from agents.store.ids import episode_point_id, error_point_id, event_point_id
-from models.lexical import SparseVector
+from memstream.agents.store.base import Collection, EpisodePoint, ErrorPoint, EventPoint
+from memstream.agents.store.ids import episode_point_id, error_point_id, event_point_id
+from memstream.models.lexical import SparseVector
 
 __all__ = [
-    "CONTEXT", "HybridQuery", "INDEXES", "IndexKind", "LEXICAL", "NamedVectors", "from_payload", "point_id", "to_payload",
+    "CONTEXT",
+    "INDEXES",
+    "LEXICAL",
+    "HybridQuery",
+    "IndexKind",
+    "NamedVectors",
+    "from_payload",
+    "point_id",
+    "to_payload",
 ]
 
 # Events carry three vectors: "" (their own embedding, cosine), CONTEXT (dense search vector, dot product:
@@ -41,6 +50,7 @@ class HybridQuery:
     lexical: SparseVector
     limit: int
     candidates: int
+
 
 IndexKind = Literal["tenant", "keyword", "float", "integer"]
 

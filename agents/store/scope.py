@@ -5,8 +5,8 @@ construction, never applied to results afterwards.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 __all__ = ["AnyOf", "Condition", "HasIds", "Match", "Range", "Scope", "require_tenant", "scope", "time_window"]
 
@@ -63,7 +63,7 @@ class Scope:
             require_tenant(self.tenant_id)
 
     @classmethod
-    def all_tenants(cls) -> "Scope":
+    def all_tenants(cls) -> Scope:
         return cls(tenant_id=None)
 
     @property

@@ -7,13 +7,14 @@ A backend subclasses :class:`ScopedStore` and translates scopes and points to it
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from agents.store.base import (
+from memstream.agents.store.base import (
     Collection,
     EpisodeHit,
     EpisodePoint,
@@ -26,10 +27,10 @@ from agents.store.base import (
     as_matrix,
     as_query,
 )
-from agents.store.ids import episode_point_id, error_point_id, event_point_id
-from agents.store.schema import HybridQuery, NamedVectors, from_payload, point_id, to_payload
-from agents.store.scope import AnyOf, HasIds, Match, Range, Scope, require_tenant, scope, time_window
-from models.lexical import LexicalEncoder, SparseVector
+from memstream.agents.store.ids import episode_point_id, error_point_id, event_point_id
+from memstream.agents.store.schema import HybridQuery, NamedVectors, from_payload, point_id, to_payload
+from memstream.agents.store.scope import AnyOf, HasIds, Match, Range, Scope, require_tenant, scope, time_window
+from memstream.models.lexical import LexicalEncoder, SparseVector
 
 __all__ = ["Found", "ScopedStore"]
 
@@ -55,7 +56,11 @@ class ScopedStore(StoreLifecycle, abc.ABC):
 
     @abc.abstractmethod
     async def _upsert(
-        self, collection: Collection, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]],
+        self,
+        collection: Collection,
+        ids: list[str],
+        vectors: np.ndarray,
+        payloads: list[dict[str, Any]],
         named: list[NamedVectors] | None = None,
     ) -> None:
         """Write one batch (at most ``config.upsert_batch`` points); events come with their ``named``
@@ -98,9 +103,7 @@ class ScopedStore(StoreLifecycle, abc.ABC):
             chunk = records[start : start + step]
             vectors = as_matrix([r.vector for r in chunk], self.config.dim)
             named = self._named_vectors(chunk, vectors) if collection is Collection.EVENTS else None
-            await self._upsert(
-                collection, [point_id(r) for r in chunk], vectors, [to_payload(r) for r in chunk], named
-            )
+            await self._upsert(collection, [point_id(r) for r in chunk], vectors, [to_payload(r) for r in chunk], named)
 
     def _named_vectors(self, events: Sequence[EventPoint], own: np.ndarray) -> list[NamedVectors]:
         """Each event's hybrid-search vectors: those it brings, else its own (unit embedding, text's BM25)."""
@@ -129,7 +132,7 @@ class ScopedStore(StoreLifecycle, abc.ABC):
         One read and one write whatever the number of episodes; members not stored are skipped (they
         are written before their episode, so only a forgotten user's can be missing). Returns how many
         events were rewritten."""
-        from models.event_context import context_vectors
+        from memstream.models.event_context import context_vectors
 
         by_tenant: dict[str, list[EpisodePoint]] = {}
         for episode in episodes:
@@ -173,8 +176,9 @@ class ScopedStore(StoreLifecycle, abc.ABC):
         episodes_done, offset = 0, None
         while True:
             found, offset = await self._scroll_page(Collection.EPISODES, offset, page)
-            sealed = [e for e in (from_payload(Collection.EPISODES, p, None) for p, _, _ in found)
-                      if e.state == "sealed"]  # type: ignore[union-attr]
+            sealed = [
+                e for e in (from_payload(Collection.EPISODES, p, None) for p, _, _ in found) if e.state == "sealed"
+            ]  # type: ignore[union-attr]
             await self.apply_episode_context(sealed, beta)  # type: ignore[arg-type]
             episodes_done += len(sealed)
             say(f"episodes: {episodes_done} sealed episodes' members got context vectors")

@@ -14,11 +14,11 @@ import numpy as np
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
-from agents.store.base import Collection, StoreClosedError, StoreConfig, StoreError, StoreSchemaError
-from agents.store.schema import CONTEXT, INDEXES, LEXICAL, HybridQuery, IndexKind, NamedVectors
-from agents.store.scope import AnyOf, Condition, HasIds, Match, Range, Scope
-from agents.store.scoped import Found, ScopedStore
-from models.lexical import SparseVector
+from memstream.agents.store.base import Collection, StoreClosedError, StoreConfig, StoreError, StoreSchemaError
+from memstream.agents.store.schema import CONTEXT, INDEXES, LEXICAL, HybridQuery, IndexKind, NamedVectors
+from memstream.agents.store.scope import AnyOf, Condition, HasIds, Match, Range, Scope
+from memstream.agents.store.scoped import Found, ScopedStore
+from memstream.models.lexical import SparseVector
 
 __all__ = ["ServerStore"]
 
@@ -60,9 +60,7 @@ def _filter(where: Scope) -> models.Filter | None:
 class ServerStore(ScopedStore):
     """Qdrant server backend. Pass ``client`` to use one you made (tests: ``location=":memory:"``)."""
 
-    def __init__(
-        self, config: StoreConfig, *, client: AsyncQdrantClient | None = None, migrate: bool = False
-    ) -> None:
+    def __init__(self, config: StoreConfig, *, client: AsyncQdrantClient | None = None, migrate: bool = False) -> None:
         """``migrate``: add missing hybrid-search vectors to an older events collection instead of refusing
         it (`memstream store reindex`; a server needs Qdrant ≥ 1.18 for that)."""
         super().__init__(config)
@@ -103,10 +101,15 @@ class ServerStore(ScopedStore):
             try:
                 await client.create_collection(
                     name,
-                    vectors_config={"": dense, CONTEXT: models.VectorParams(size=self.config.dim, distance=models.Distance.DOT)}
-                    if hybrid else dense,
+                    vectors_config={
+                        "": dense,
+                        CONTEXT: models.VectorParams(size=self.config.dim, distance=models.Distance.DOT),
+                    }
+                    if hybrid
+                    else dense,
                     sparse_vectors_config={LEXICAL: models.SparseVectorParams(modifier=models.Modifier.IDF)}
-                    if hybrid else None,
+                    if hybrid
+                    else None,
                 )
             except UnexpectedResponse as exc:  # another worker created it first
                 if not await client.collection_exists(name):
@@ -138,12 +141,18 @@ class ServerStore(ScopedStore):
             )
         if not has_context:
             await client.create_vector_name(
-                name, CONTEXT, models.DenseVectorNameConfig(
-                    dense=models.DenseVectorConfig(size=self.config.dim, distance=models.Distance.DOT)))
+                name,
+                CONTEXT,
+                models.DenseVectorNameConfig(
+                    dense=models.DenseVectorConfig(size=self.config.dim, distance=models.Distance.DOT)
+                ),
+            )
         if LEXICAL not in sparse:
             await client.create_vector_name(
-                name, LEXICAL, models.SparseVectorNameConfig(
-                    sparse=models.SparseVectorConfig(modifier=models.Modifier.IDF)))
+                name,
+                LEXICAL,
+                models.SparseVectorNameConfig(sparse=models.SparseVectorConfig(modifier=models.Modifier.IDF)),
+            )
 
     async def open(self) -> None:
         if self._open:
@@ -171,7 +180,11 @@ class ServerStore(ScopedStore):
     # -- primitives -------------------------------------------------------------------------------------
 
     async def _upsert(
-        self, collection: Collection, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]],
+        self,
+        collection: Collection,
+        ids: list[str],
+        vectors: np.ndarray,
+        payloads: list[dict[str, Any]],
         named: list[NamedVectors] | None = None,
     ) -> None:
         if named is None:
@@ -179,8 +192,9 @@ class ServerStore(ScopedStore):
             await self.client.upsert(self.name(collection), points=batch, wait=True)
             return
         points = [
-            models.PointStruct(id=i, payload=p, vector={
-                "": row, CONTEXT: n.context.tolist(), LEXICAL: _sparse(n.lexical)})
+            models.PointStruct(
+                id=i, payload=p, vector={"": row, CONTEXT: n.context.tolist(), LEXICAL: _sparse(n.lexical)}
+            )
             for i, row, p, n in zip(ids, vectors.tolist(), payloads, named)
         ]
         await self.client.upsert(self.name(collection), points=points, wait=True)
@@ -189,13 +203,23 @@ class ServerStore(ScopedStore):
         flt = _filter(where)
         prefetch = [models.Prefetch(query=query.dense, using=CONTEXT, limit=query.candidates, filter=flt)]
         if len(query.lexical):
-            prefetch.append(models.Prefetch(
-                query=_sparse(query.lexical), using=LEXICAL, limit=query.candidates, filter=flt,
-                params=models.SearchParams(idf=models.IdfCorpusParams(corpus=_filter(corpus))),
-            ))
+            prefetch.append(
+                models.Prefetch(
+                    query=_sparse(query.lexical),
+                    using=LEXICAL,
+                    limit=query.candidates,
+                    filter=flt,
+                    params=models.SearchParams(idf=models.IdfCorpusParams(corpus=_filter(corpus))),
+                )
+            )
         response = await self.client.query_points(
-            self.name(collection), prefetch=prefetch, query=models.FusionQuery(fusion=models.Fusion.DBSF),
-            query_filter=flt, limit=query.limit, with_payload=True, with_vectors=False,
+            self.name(collection),
+            prefetch=prefetch,
+            query=models.FusionQuery(fusion=models.Fusion.DBSF),
+            query_filter=flt,
+            limit=query.limit,
+            with_payload=True,
+            with_vectors=False,
         )
         return [(p.payload or {}, None, p.score) for p in response.points]
 
@@ -242,5 +266,7 @@ class ServerStore(ScopedStore):
             raise StoreError("refusing an unfiltered delete")
         matched = await self._count(collection, where)
         if matched:
-            await self.client.delete(self.name(collection), points_selector=models.FilterSelector(filter=flt), wait=True)
+            await self.client.delete(
+                self.name(collection), points_selector=models.FilterSelector(filter=flt), wait=True
+            )
         return matched

@@ -1,12 +1,12 @@
 """Local Apache Kafka 4.x (KRaft, single node) resolved from Maven Central: ``LocalKafka(...).up()``.
 
-Also runnable as ``python -m deploy.kafka up|down|status``.
+Also runnable as ``python -m memstream.deploy.kafka up|down|status``.
 """
 
-from deploy.kafka.config import KAFKA_VERSION, default_data_dir, default_port
-from deploy.kafka.errors import KafkaLocalError, KafkaResolveError, KafkaStartError, PortInUseError
-from deploy.kafka.local import KafkaStatus, LocalKafka
-from deploy.kafka.resolve import resolve_jars
+from memstream.deploy.kafka.config import KAFKA_VERSION, default_data_dir, default_port
+from memstream.deploy.kafka.errors import KafkaLocalError, KafkaResolveError, KafkaStartError, PortInUseError
+from memstream.deploy.kafka.local import KafkaStatus, LocalKafka
+from memstream.deploy.kafka.resolve import resolve_jars
 
 __all__ = [
     "KAFKA_VERSION",

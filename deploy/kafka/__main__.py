@@ -1,4 +1,4 @@
-"""``python -m deploy.kafka up|down|status [--data-dir D] [--port P] [--timeout S]`` (no Typer needed)."""
+"""``python -m memstream.deploy.kafka up|down|status [--data-dir D] [--port P] [--timeout S]`` (no Typer needed)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import argparse
 import json
 import sys
 
-from deploy.kafka.errors import KafkaLocalError
-from deploy.kafka.local import LocalKafka
+from memstream.deploy.kafka.errors import KafkaLocalError
+from memstream.deploy.kafka.local import LocalKafka
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run one command; exit 0 on success, 1 on error, 3 for `status` when stopped."""
-    parser = argparse.ArgumentParser(prog="python -m deploy.kafka", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m memstream.deploy.kafka", description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("--data-dir", help="broker data dir (env MEMSTREAM_KAFKA_DATA_DIR)")
     parser.add_argument("--port", type=int, help="broker port (env MEMSTREAM_KAFKA_PORT, default 9092)")

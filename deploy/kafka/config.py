@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.assets import cache_dir
+from memstream.models.assets import cache_dir
 
 KAFKA_VERSION = "4.4.0"
 """Newest Apache Kafka 4.x served by Maven Central when this was written (override: MEMSTREAM_KAFKA_VERSION)."""

@@ -13,8 +13,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from deploy.kafka import process
-from deploy.kafka.config import (
+from memstream.deploy.kafka import process
+from memstream.deploy.kafka.config import (
     DEFAULT_HEAP,
     DEFAULT_HOST,
     BrokerFiles,
@@ -25,11 +25,11 @@ from deploy.kafka.config import (
     default_version,
     server_properties,
 )
-from deploy.kafka.errors import KafkaLocalError, KafkaStartError, PortInUseError
-from deploy.kafka.probe import cluster_info
-from deploy.kafka.progress import Progress
-from models.assets import file_lock
-from deploy.kafka.resolve import resolve_jars
+from memstream.deploy.kafka.errors import KafkaLocalError, KafkaStartError, PortInUseError
+from memstream.deploy.kafka.probe import cluster_info
+from memstream.deploy.kafka.progress import Progress
+from memstream.deploy.kafka.resolve import resolve_jars
+from memstream.models.assets import file_lock
 
 
 @dataclass(frozen=True)
@@ -220,7 +220,7 @@ class LocalKafka:
         self.files.server_properties.write_text(
             server_properties(self.files, host=self.host, port=self.port, controller_port=self.controller_port)
         )
-        config = resources.files("deploy.kafka").joinpath("log4j2.properties").read_bytes()
+        config = resources.files("memstream.deploy.kafka").joinpath("log4j2.properties").read_bytes()
         self.files.log4j_config.write_bytes(config)
 
     def _jvm_options(self, heap: str | None = None) -> list[str]:

@@ -35,12 +35,12 @@ async def describe_cluster(bootstrap: str, timeout: float = 3.0) -> dict[str, An
         await asyncio.wait_for(admin.start(), timeout)
         info = await asyncio.wait_for(admin.describe_cluster(), timeout)
         return info if info.get("brokers") else None
-    except Exception:  # noqa: BLE001 - any failure means "not ready yet"
+    except Exception:
         return None
     finally:
         try:
             await admin.close()
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
         quiet.setLevel(level)
 

@@ -12,11 +12,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from deploy.kafka.errors import KafkaStartError
+from memstream.deploy.kafka.errors import KafkaStartError
 
 _children: dict[int, subprocess.Popen[bytes]] = {}
 """Daemons spawned by this Python process, kept so that they are reaped (no zombies) once stopped."""
-
 
 
 def java_executable(minimum: int = 17) -> str:

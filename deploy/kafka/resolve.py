@@ -10,10 +10,10 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from deploy.kafka.config import default_version
-from deploy.kafka.errors import KafkaResolveError
-from deploy.kafka.progress import Progress
-from models.assets import cache_dir, file_lock
+from memstream.deploy.kafka.config import default_version
+from memstream.deploy.kafka.errors import KafkaResolveError
+from memstream.deploy.kafka.progress import Progress
+from memstream.models.assets import cache_dir, file_lock
 
 ARTIFACT = "org.apache.kafka:kafka_2.13"
 _MARKER = ".complete"
@@ -72,7 +72,7 @@ def _resolve(version: str, progress: Progress) -> Path:
     shutil.rmtree(work, ignore_errors=True)
     (work / "libs").mkdir(parents=True)
     pom = work / "pom.xml"
-    pom.write_bytes(resources.files("deploy.kafka").joinpath("pom.xml").read_bytes())
+    pom.write_bytes(resources.files("memstream.deploy.kafka").joinpath("pom.xml").read_bytes())
     cmd = [
         mvn, "-B", "-f", str(pom), f"-Dkafka.version={version}",
         "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={work / 'libs'}",

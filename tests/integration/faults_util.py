@@ -15,13 +15,13 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
-from agents.store import Collection, EdgeStore, StoreConfig
-from models.segmenter import Segmenter, SegmentationConfig, SessionState
-from streams.admin import admin_client
-from streams.codec import decode, decode_with_vector
-from streams.contracts import CONTROL_KINDS, InteractionEvent, MemoryUpdate
-from streams.settings import KafkaSettings
-from streams.workers import free_ports
+from memstream.agents.store import Collection, EdgeStore, StoreConfig
+from memstream.models.segmenter import SegmentationConfig, Segmenter, SessionState
+from memstream.streams.admin import admin_client
+from memstream.streams.codec import decode
+from memstream.streams.contracts import CONTROL_KINDS, InteractionEvent, MemoryUpdate
+from memstream.streams.frames import decode_with_vector
+from memstream.streams.settings import KafkaSettings
 
 TOPICS: dict[str, list[str]] = json.loads((Path(__file__).parents[1] / "fixtures" / "three_topics.json").read_text())
 
@@ -34,8 +34,6 @@ FAULT_WORKER_ENV = {
     "BROKER_HEARTBEAT_INTERVAL": "1",
     "MEMSTREAM_SEGMENT__IDLE_SEAL_S": "3600",
 }
-
-
 
 
 # -- streams ---------------------------------------------------------------------------------------------
@@ -53,12 +51,27 @@ def conversation(tenant: str, user: str, session: str, length: int, rng: random.
     texts = texts[:length]
     t0 = 1_764_000_000.0 + rng.randint(0, 86_400)
     events = [
-        InteractionEvent(event_id=f"{session}-{i:04d}", tenant_id=tenant, user_id=user, session_id=session,
-                         ts=t0 + 30 * i, role="user" if i % 2 == 0 else "assistant", text=text)
+        InteractionEvent(
+            event_id=f"{session}-{i:04d}",
+            tenant_id=tenant,
+            user_id=user,
+            session_id=session,
+            ts=t0 + 30 * i,
+            role="user" if i % 2 == 0 else "assistant",
+            text=text,
+        )
         for i, text in enumerate(texts)
     ]
-    end = InteractionEvent(event_id=f"{session}-end", tenant_id=tenant, user_id=user, session_id=session,
-                           ts=t0 + 30 * length, role="system", kind="session_end", text="")
+    end = InteractionEvent(
+        event_id=f"{session}-end",
+        tenant_id=tenant,
+        user_id=user,
+        session_id=session,
+        ts=t0 + 30 * length,
+        role="system",
+        kind="session_end",
+        text="",
+    )
     return [*events, end]
 
 
@@ -87,10 +100,14 @@ class TopicReader:
         self.values: list[bytes] = []
         self._consumer: AIOKafkaConsumer | None = None
 
-    async def __aenter__(self) -> "TopicReader":
+    async def __aenter__(self) -> TopicReader:
         consumer = AIOKafkaConsumer(
-            **self.kafka.client_kwargs(), group_id=None, enable_auto_commit=False, isolation_level="read_committed",
-            max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=16 * 1024 * 1024,
+            **self.kafka.client_kwargs(),
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_bytes=16 * 1024 * 1024,
         )
         await consumer.start()
         tps = [TopicPartition(self.topic, p) for p in range(self.kafka.partitions)]
@@ -130,8 +147,11 @@ class UpdateLog:
 
     def sealed(self) -> dict[tuple[str, str, int], list[str]]:
         """(tenant, session, episode index) -> member event ids, from `episode_sealed` updates."""
-        return {(u.tenant_id, u.session_id, u.payload["episode_index"]): list(u.payload["event_ids"])
-                for u in self.all if u.kind == "episode_sealed"}
+        return {
+            (u.tenant_id, u.session_id, u.payload["episode_index"]): list(u.payload["event_ids"])
+            for u in self.all
+            if u.kind == "episode_sealed"
+        }
 
 
 async def committed_offsets(kafka: KafkaSettings, group: str, topic: str) -> dict[int, int]:
@@ -213,32 +233,62 @@ def reference(frames: list[bytes], config: SegmentationConfig) -> Reference:
 async def store_counts(state_dir: Path, tenants: Iterable[str]) -> dict[str, tuple[int, int]]:
     """(events, episodes) stored per tenant in the embedded store under `state_dir` (worker stopped)."""
     async with EdgeStore(StoreConfig(), state_dir=state_dir) as store:
-        return {t: (await store.count(Collection.EVENTS, t), await store.count(Collection.EPISODES, t))
-                for t in tenants}
+        return {
+            t: (await store.count(Collection.EVENTS, t), await store.count(Collection.EPISODES, t)) for t in tenants
+        }
 
 
 # -- fuzzed records ------------------------------------------------------------------------------------------
 
 _GOOD = {"event_id": "e", "tenant_id": "fuzz", "user_id": "u", "session_id": "s", "ts": 1_764_000_000.0, "text": "hi"}
-_FIELDS = ("schema_version", "event_id", "tenant_id", "user_id", "session_id", "ts", "role", "kind", "text",
-           "attributes")
-_ODD_VALUES: list[object] = [None, True, 0, -1, 1.5, 10**30, "", "x" * 300, "a/b", "sp ace", [], [1, "x"], {},
-                             {"nested": {"deep": [1, 2]}}, "NaN", "\u0000", "é" * 200]
+_FIELDS = (
+    "schema_version",
+    "event_id",
+    "tenant_id",
+    "user_id",
+    "session_id",
+    "ts",
+    "role",
+    "kind",
+    "text",
+    "attributes",
+)
+_ODD_VALUES: list[object] = [
+    None,
+    True,
+    0,
+    -1,
+    1.5,
+    10**30,
+    "",
+    "x" * 300,
+    "a/b",
+    "sp ace",
+    [],
+    [1, "x"],
+    {},
+    {"nested": {"deep": [1, 2]}},
+    "NaN",
+    "\u0000",
+    "é" * 200,
+]
 
 
 def _corrupt_json(rng: random.Random) -> bytes:
     good = orjson.dumps({**_GOOD, "event_id": f"j{rng.randrange(10**9)}"})
     cut = rng.randrange(1, len(good) - 1)
-    return rng.choice([
-        good[:cut],                                            # truncated
-        good + b"}" * rng.randint(1, 3),                       # trailing garbage
-        good.replace(b'"', b"'"),                              # single quotes
-        good[:cut] + bytes([rng.randrange(256)]) + good[cut + 1:],  # one byte flipped
-        b"[" * 2000 + b"]" * 2000,                             # nesting beyond the parser's depth limit
-        good.replace(b"1764000000.0", rng.choice([b"NaN", b"Infinity", b"-Infinity", b"1e999"])),
-        good.replace(b'"hi"', b'"\\ud800"'),                  # lone surrogate
-        good.replace(b'"hi"', b'"\xff\xfe"'),                  # invalid UTF-8 inside a string
-    ])
+    return rng.choice(
+        [
+            good[:cut],  # truncated
+            good + b"}" * rng.randint(1, 3),  # trailing garbage
+            good.replace(b'"', b"'"),  # single quotes
+            good[:cut] + bytes([rng.randrange(256)]) + good[cut + 1 :],  # one byte flipped
+            b"[" * 2000 + b"]" * 2000,  # nesting beyond the parser's depth limit
+            good.replace(b"1764000000.0", rng.choice([b"NaN", b"Infinity", b"-Infinity", b"1e999"])),
+            good.replace(b'"hi"', b'"\\ud800"'),  # lone surrogate
+            good.replace(b'"hi"', b'"\xff\xfe"'),  # invalid UTF-8 inside a string
+        ]
+    )
 
 
 def _wrong_shape(rng: random.Random) -> bytes:
@@ -262,8 +312,9 @@ def _wrong_shape(rng: random.Random) -> bytes:
         else:
             record["attributes"] = {"blob": "b" * rng.randint(8_200, 100_000)}
     elif kind == 5:  # NaN and infinities (json writes them as bare NaN / Infinity tokens)
-        record[rng.choice(["ts", "attributes"])] = rng.choice([
-            float("nan"), float("inf"), -float("inf"), {"score": float("nan")}, {"score": float("inf")}])
+        record[rng.choice(["ts", "attributes"])] = rng.choice(
+            [float("nan"), float("inf"), -float("inf"), {"score": float("nan")}, {"score": float("inf")}]
+        )
     else:  # not an object at all
         return json.dumps(rng.choice([[record], "just a string", 42, 3.14, None, True, [], [[[]]]])).encode()
     return json.dumps(record).encode()
@@ -272,7 +323,7 @@ def _wrong_shape(rng: random.Random) -> bytes:
 def malformed(rng: random.Random) -> tuple[bytes | None, bytes | None]:
     """One record the embed stage (where records enter) must dead-letter, and its key: bad JSON, wrong types or shapes, huge
     strings, NaN, unknown schema versions, binary junk, empty and null values."""
-    from streams.codec import InvalidRecord, decode_interaction
+    from memstream.streams.codec import InvalidRecord, decode_interaction
 
     while True:
         kind = rng.randrange(10)
@@ -284,13 +335,15 @@ def malformed(rng: random.Random) -> tuple[bytes | None, bytes | None]:
             value = bytes(rng.randrange(256) for _ in range(rng.randint(1, 2048)))  # binary junk
         else:
             value = rng.choice([b"", None, b" ", b"\x00"])
-        key = rng.choice([None, b"fuzz/s", bytes(rng.randrange(256) for _ in range(8)), f"k{rng.randrange(99)}".encode()])
+        key = rng.choice(
+            [None, b"fuzz/s", bytes(rng.randrange(256) for _ in range(8)), f"k{rng.randrange(99)}".encode()]
+        )
         if value is None and key is None:  # Kafka needs one of them
             key = b"tombstone"
         try:
             decode_interaction(value, max_text_chars=16_384)
         except InvalidRecord:
             return value, key
-        except Exception:  # noqa: BLE001 - the codec must turn every bad input into InvalidRecord: keep it
+        except Exception:
             return value, key
         # it happened to be valid (e.g. a wrong-type value that is right for that field): draw again

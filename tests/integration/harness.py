@@ -8,11 +8,10 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.settings import KafkaSettings
-from streams.workers import Deployment, free_port  # noqa: F401 - re-exported for the tests
+from memstream.deploy.workers import Deployment, free_port  # noqa: F401 - re-exported for the tests
+from memstream.streams.settings import KafkaSettings
 
-
-CREATED: list["Namespace"] = []
+CREATED: list[Namespace] = []
 """Namespaces made by the running test; tests/integration/conftest.py deletes their topics afterwards."""
 
 

@@ -9,9 +9,10 @@ import base64
 import orjson
 import pytest
 
-from streams.client import Publisher, subscribe
-from streams.codec import decode, decode_with_vector
-from streams.contracts import DeadLetter, InteractionEvent
+from memstream.streams.client import Publisher, subscribe
+from memstream.streams.codec import decode
+from memstream.streams.contracts import DeadLetter, InteractionEvent
+from memstream.streams.frames import decode_with_vector
 from tests.integration.harness import Namespace, collect
 
 pytestmark = pytest.mark.integration
@@ -23,15 +24,30 @@ INVALID = [
     orjson.dumps({"event_id": "x", "tenant_id": "t", "user_id": "u", "ts": 1, "text": "no session"}),
     orjson.dumps({"event_id": "x", "tenant_id": "t", "user_id": "u", "session_id": "s", "ts": "soon", "text": "t"}),
     orjson.dumps({"event_id": "x", "tenant_id": "t", "user_id": "u", "session_id": "s", "ts": 1, "text": "y" * 20_000}),
-    orjson.dumps({"schema_version": 9, "event_id": "x", "tenant_id": "t", "user_id": "u", "session_id": "s", "ts": 1,
-                  "text": "future"}),
+    orjson.dumps(
+        {
+            "schema_version": 9,
+            "event_id": "x",
+            "tenant_id": "t",
+            "user_id": "u",
+            "session_id": "s",
+            "ts": 1,
+            "text": "future",
+        }
+    ),
     b'{"event_id":"x","tenant_id":"t","user_id":"u","session_id":"s","ts":NaN,"text":"nan"}',
 ]
 
 
 def valid(i: int) -> dict:
-    return {"event_id": f"e{i}", "tenant_id": f"tenant{i % 3}", "user_id": f"u{i % 7}",
-            "session_id": f"s{i % 25}", "ts": 1_700_000_000 + i, "text": f"message number {i}"}
+    return {
+        "event_id": f"e{i}",
+        "tenant_id": f"tenant{i % 3}",
+        "user_id": f"u{i % 7}",
+        "session_id": f"s{i % 25}",
+        "ts": 1_700_000_000 + i,
+        "text": f"message number {i}",
+    }
 
 
 async def test_thousand_valid_and_hundred_invalid(kafka_bootstrap, tmp_path):
@@ -64,14 +80,15 @@ async def test_thousand_valid_and_hundred_invalid(kafka_bootstrap, tmp_path):
         letters = await collect(ns.kafka, ns.kafka.topics.dead_letters, lambda v: len(v) >= 100, timeout=60)
         assert len(letters) == 100
         decoded = [decode(v, DeadLetter) for v in letters]
-        assert all(d.reason and d.stage == "embed" and d.source_topic == ns.kafka.topics.interactions
-                   for d in decoded)
+        assert all(d.reason and d.stage == "embed" and d.source_topic == ns.kafka.topics.interactions for d in decoded)
         assert sorted(base64.b64decode(d.raw_b64) for d in decoded) == sorted(
-            INVALID[i % len(INVALID)] for i in range(100))
+            INVALID[i % len(INVALID)] for i in range(100)
+        )
         assert len({(d.partition, d.offset) for d in decoded}) == 100
         forwarded = await collect(ns.kafka, ns.kafka.topics.embedded, lambda v: len(v) >= 1000, timeout=60)
         assert sorted(decode_with_vector(v, InteractionEvent)[0].event_id for v in forwarded) == sorted(
-            f"e{i}" for i in range(1000))
+            f"e{i}" for i in range(1000)
+        )
     finally:
         ns.stop_workers()
         print(ns.logs()[-3000:])

@@ -9,38 +9,68 @@ import aiohttp
 import orjson
 import pytest
 
-from streams.client import Publisher, subscribe
-from streams.codec import decode
-from streams.contracts import DeadLetter, FeedbackEvent, MemoryUpdate
+from memstream.streams.client import Publisher, subscribe
+from memstream.streams.codec import decode
+from memstream.streams.contracts import DeadLetter, FeedbackEvent, MemoryUpdate
 from tests.integration.harness import Namespace, collect, free_port
 
 pytestmark = pytest.mark.integration
 
 TS = 1_764_000_000.0
-SCIFI = ["a space opera about a starship crew", "robots rebel on a distant planet", "time travel to a future city",
-         "aliens invade and astronauts fight back", "a hacker discovers the world is a simulation",
-         "a colony ship drifts between the stars"]
+SCIFI = [
+    "a space opera about a starship crew",
+    "robots rebel on a distant planet",
+    "time travel to a future city",
+    "aliens invade and astronauts fight back",
+    "a hacker discovers the world is a simulation",
+    "a colony ship drifts between the stars",
+]
 
 
-def feedback(user: str, i: int, label: float, prediction: float, *, version: str = "v1", text: str | None = None,
-             vector: list[float] | None = None) -> FeedbackEvent:
+def feedback(
+    user: str,
+    i: int,
+    label: float,
+    prediction: float,
+    *,
+    version: str = "v1",
+    text: str | None = None,
+    vector: list[float] | None = None,
+) -> FeedbackEvent:
     features = {"text": text} if text is not None else {"vector": vector}
-    return FeedbackEvent(event_id=f"{user}-{version}-{i}", tenant_id="acme", user_id=user, item_id=f"item{i}",
-                         features=features, prediction=prediction, label=label, model_version=version, ts=TS + i)
+    return FeedbackEvent(
+        event_id=f"{user}-{version}-{i}",
+        tenant_id="acme",
+        user_id=user,
+        item_id=f"item{i}",
+        features=features,
+        prediction=prediction,
+        label=label,
+        model_version=version,
+        ts=TS + i,
+    )
 
 
 def first_batch() -> list[FeedbackEvent]:
     """alice liked every sci-fi film the model gave 0.2; bob disliked the ones it gave 0.8; carol (numeric
     features only) liked everything."""
-    return ([feedback("alice", i, 1.0, 0.2, text=t) for i, t in enumerate(SCIFI)]
-            + [feedback("bob", i, 0.0, 0.8, text=t) for i, t in enumerate(SCIFI)]
-            + [feedback("carol", i, 1.0, 0.3, vector=[1.0, 0.5 * i, 0.0]) for i in range(4)])
+    return (
+        [feedback("alice", i, 1.0, 0.2, text=t) for i, t in enumerate(SCIFI)]
+        + [feedback("bob", i, 0.0, 0.8, text=t) for i, t in enumerate(SCIFI)]
+        + [feedback("carol", i, 1.0, 0.3, vector=[1.0, 0.5 * i, 0.0]) for i in range(4)]
+    )
 
 
 def query(user: str, y_base: float, *, version: str = "v1", **extra) -> dict:
     features = {"vector": [1.0, 1.0, 0.0]} if user == "carol" else {"text": "a starship lost near a black hole"}
-    return {"tenant_id": "acme", "user_id": user, "model_version": version, "y_base": y_base, "features": features,
-            **extra}
+    return {
+        "tenant_id": "acme",
+        "user_id": user,
+        "model_version": version,
+        "y_base": y_base,
+        "features": features,
+        **extra,
+    }
 
 
 async def wait_updates(updates, seen: list[MemoryUpdate], done, workers, timeout: float = 60.0) -> None:
@@ -112,8 +142,10 @@ async def test_feedback_compensates_dead_letters_resets_and_survives_a_restart(k
             status, error = await worker.post(http, query("alice", 0.2, backend="sketch"))
             assert status == 400 and "sketch" in str(error)
 
-            letters = [decode(v, DeadLetter) for v in await collect(
-                ns.kafka, ns.kafka.topics.dead_letters, lambda v: len(v) >= 2, timeout=30)]
+            letters = [
+                decode(v, DeadLetter)
+                for v in await collect(ns.kafka, ns.kafka.topics.dead_letters, lambda v: len(v) >= 2, timeout=30)
+            ]
             assert sorted(d.stage for d in letters) == ["errors", "errors"]
             assert any("prediction" in d.reason for d in letters) and any("JSON" in d.reason for d in letters)
 
@@ -136,8 +168,12 @@ async def test_feedback_compensates_dead_letters_resets_and_survives_a_restart(k
             assert old["y"] == 0.8
 
             async with Publisher(ns.kafka) as pub:  # version state survived too: v1 stays retired
-                await pub.publish_many([feedback("alice", 200, 1.0, 0.2, text=SCIFI[1]),
-                                        feedback("alice", 101, 0.0, 0.5, version="v2", text=SCIFI[2])])
+                await pub.publish_many(
+                    [
+                        feedback("alice", 200, 1.0, 0.2, text=SCIFI[1]),
+                        feedback("alice", 101, 0.0, 0.5, version="v2", text=SCIFI[2]),
+                    ]
+                )
             await wait_updates(updates, seen, lambda s: "alice-v2-101" in stored(s), [worker.proc])
             assert "alice-v1-200" not in stored(seen)
             assert len({u.update_id for u in seen if u.kind == "errors_reset"}) == 1

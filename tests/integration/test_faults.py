@@ -22,12 +22,12 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from agents.store import EdgeStore, StoreConfig
-from deploy.kafka import LocalKafka
-from streams.client import Publisher
-from streams.codec import decode, encode
-from streams.contracts import DeadLetter, FeedbackEvent, InteractionEvent, MemoryUpdate
-from streams.settings import Settings
+from memstream.agents.settings import Settings
+from memstream.agents.store import EdgeStore, StoreConfig
+from memstream.deploy.kafka import LocalKafka
+from memstream.streams.client import Publisher
+from memstream.streams.codec import decode, encode
+from memstream.streams.contracts import DeadLetter, FeedbackEvent, InteractionEvent, MemoryUpdate
 from tests.integration.faults_util import (
     FAULT_WORKER_ENV,
     TOPICS,
@@ -100,8 +100,10 @@ async def test_sigkill_a_worker_mid_stream(kafka_bootstrap, tmp_path):
                 while not done():
                     if time.monotonic() > deadline:
                         lost = sorted({e.event_id for e in messages} - log.ids("event_indexed"))
-                        assert not fatal, (f"timed out waiting for {what}: {indexed()} indexed, never indexed "
-                                           f"{lost[:10]}:\n{ns.logs()}")
+                        assert not fatal, (
+                            f"timed out waiting for {what}: {indexed()} indexed, never indexed "
+                            f"{lost[:10]}:\n{ns.logs()}"
+                        )
                         return
                     for proc in alive:
                         assert proc.poll() is None, f"a worker died:\n{ns.logs()}"
@@ -121,11 +123,18 @@ async def test_sigkill_a_worker_mid_stream(kafka_bootstrap, tmp_path):
             store.wait(10)
             killed_store, at_kill_store = time.monotonic(), indexed()
             store = ns.start_worker("store", "index,web", **index_env)
-            await until(lambda: indexed() >= len(messages) and len(log.ids("event_received")) >= len(stream),
-                        "everything indexed", [a, store])
+            await until(
+                lambda: indexed() >= len(messages) and len(log.ids("event_received")) >= len(stream),
+                "everything indexed",
+                [a, store],
+            )
             done = time.monotonic()
-            timings = {"publish_to_kill_b_s": killed_b - started, "kill_b_to_all_indexed_s": done - killed_b,
-                       "kill_store_to_all_indexed_s": done - killed_store, "total_s": done - started}
+            timings = {
+                "publish_to_kill_b_s": killed_b - started,
+                "kill_b_to_all_indexed_s": done - killed_b,
+                "kill_store_to_all_indexed_s": done - killed_store,
+                "total_s": done - started,
+            }
             async with TopicReader(ns.kafka, ns.kafka.topics.embedded) as embedded:
                 while (await embedded.poll(1.0) or len(embedded.values) < len(stream)) and time.monotonic() < deadline:
                     pass
@@ -135,11 +144,14 @@ async def test_sigkill_a_worker_mid_stream(kafka_bootstrap, tmp_path):
             await until(lambda: ref.update_ids <= set(log.first_seen), "every update", [a, store], fatal=False)
             log.add(await updates.poll(2.0))  # anything extra would be a divergence: give it time to show
         print(f"pipeline group before the kill: {members}")
-        print(f"indexed at kill of b: {at_kill_b}, at kill of the store: {at_kill_store} of {len(messages)}; "
-              f"timings: {timings}")
+        print(
+            f"indexed at kill of b: {at_kill_b}, at kill of the store: {at_kill_store} of {len(messages)}; "
+            f"timings: {timings}"
+        )
 
         assert sum(1 for m in members if m.get(ns.kafka.topics.interactions)) == 2, (
-            f"both pipeline workers should hold interactions partitions before the kill: {members}")
+            f"both pipeline workers should hold interactions partitions before the kill: {members}"
+        )
         assert len(frames) >= len(stream)
         ns.stop_workers()
         tenants = sorted({e.tenant_id for e in messages})
@@ -151,23 +163,31 @@ async def test_sigkill_a_worker_mid_stream(kafka_bootstrap, tmp_path):
         problems = []  # every violation at once: a crash breaks things in more than one way
         missing, extra = ref.update_ids - set(log.first_seen), set(log.first_seen) - ref.update_ids
         if missing or extra:
-            problems.append(f"updates: {len(missing)} of a crash-free run never announced, {len(extra)} announced "
-                            "that a crash-free run does not make")
+            problems.append(
+                f"updates: {len(missing)} of a crash-free run never announced, {len(extra)} announced "
+                "that a crash-free run does not make"
+            )
         got = log.sealed()
         differ = sorted(k for k in set(got) | set(ref.sealed) if got.get(k) != ref.sealed.get(k))
         if differ:
             k = differ[0]
-            problems.append(f"{len(differ)} sealed episodes differ from a crash-free run, e.g. {k}: "
-                            f"got {got.get(k)}, want {ref.sealed.get(k)}")
+            problems.append(
+                f"{len(differ)} sealed episodes differ from a crash-free run, e.g. {k}: "
+                f"got {got.get(k)}, want {ref.sealed.get(k)}"
+            )
         members_count = Counter(i for ids in got.values() for i in ids)
         twice = sorted(i for i, n in members_count.items() if n > 1)
         never = sorted({e.event_id for e in messages} - set(members_count))
         if twice or never:
-            problems.append(f"{len(twice)} events in more than one sealed episode slot (e.g. {twice[:5]}), "
-                            f"{len(never)} in none (e.g. {never[:5]})")
+            problems.append(
+                f"{len(twice)} events in more than one sealed episode slot (e.g. {twice[:5]}), "
+                f"{len(never)} in none (e.g. {never[:5]})"
+            )
         for tenant in tenants:
-            want = (len({e.event_id for e in messages if e.tenant_id == tenant}),
-                    sum(1 for k in ref.sealed if k[0] == tenant))
+            want = (
+                len({e.event_id for e in messages if e.tenant_id == tenant}),
+                sum(1 for k in ref.sealed if k[0] == tenant),
+            )
             if counts[tenant] != want:
                 problems.append(f"store of {tenant}: (events, episodes) = {counts[tenant]}, want {want}")
         assert not problems, "\n".join(problems)
@@ -180,8 +200,15 @@ def _edge_valid(tenant: str, session: str, t0: float) -> list[InteractionEvent]:
     """Valid events at the edges of the contract: every one must go all the way to the store."""
     texts = ["", "x" * 16_384, "nul \x00 inside", "emoji 🚀🌌 and ünïcödé", "\u202etext in reverse", "  ", "a"]
     return [
-        InteractionEvent(event_id=f"{session}-edge{i}", tenant_id=tenant, user_id="edge-user", session_id=session,
-                         ts=t0 + i, text=text, attributes={"i": i, "f": 0.5, "b": True, "n": None, "s": "v" * 100})
+        InteractionEvent(
+            event_id=f"{session}-edge{i}",
+            tenant_id=tenant,
+            user_id="edge-user",
+            session_id=session,
+            ts=t0 + i,
+            text=text,
+            attributes={"i": i, "f": 0.5, "b": True, "n": None, "s": "v" * 100},
+        )
         for i, text in enumerate(texts)
     ]
 
@@ -193,8 +220,9 @@ async def test_fuzzed_malformed_records_are_dead_lettered(kafka_bootstrap, tmp_p
     rng = random.Random(SEED + 3)
     bad = [malformed(rng) for _ in range(N_MALFORMED)]
     sessions = [conversation("fuzz", f"u{s}", f"fz{s}", 40, rng) for s in range(6)]
-    sessions.append([*_edge_valid("fuzz", "fzedge", 1_764_000_000.0),
-                     *conversation("fuzz", "edge-user", "fzedge", 0, rng)])  # + its session_end
+    sessions.append(
+        [*_edge_valid("fuzz", "fzedge", 1_764_000_000.0), *conversation("fuzz", "edge-user", "fzedge", 0, rng)]
+    )  # + its session_end
     valid = interleave(sessions, rng)
     # valid and malformed at random positions, each session's events in their order
     is_bad = [True] * len(bad) + [False] * len(valid)
@@ -238,7 +266,8 @@ async def test_fuzzed_malformed_records_are_dead_lettered(kafka_bootstrap, tmp_p
     assert len({(d.partition, d.offset) for d in decoded}) == len(bad)
     # each malformed record is identified by its hash and size; its bytes are kept (a prefix when huge)
     assert Counter((d.raw_sha256, d.raw_size) for d in decoded) == Counter(
-        (hashlib.sha256(v or b"").hexdigest(), len(v or b"")) for v, _ in bad)
+        (hashlib.sha256(v or b"").hexdigest(), len(v or b"")) for v, _ in bad
+    )
     by_hash = {hashlib.sha256(v or b"").hexdigest(): v or b"" for v, _ in bad}
     for d in decoded:
         kept = base64.b64decode(d.raw_b64)
@@ -267,7 +296,9 @@ async def test_record_at_the_broker_size_limit_is_dead_lettered(kafka_bootstrap,
     decoded = sorted((decode(v, DeadLetter) for v in letters), key=lambda d: d.offset)
     assert alive, logs
     assert "Crashed reason" not in logs, f"an agent crashed:\n{logs[-3000:]}"
-    assert [d.offset for d in decoded] == [0, 1], f"dead letters for offsets {[d.offset for d in decoded]}: {logs[-3000:]}"
+    assert [d.offset for d in decoded] == [0, 1], (
+        f"dead letters for offsets {[d.offset for d in decoded]}: {logs[-3000:]}"
+    )
     assert decoded[0].reason and huge.startswith(base64.b64decode(decoded[0].raw_b64))
 
 
@@ -282,20 +313,38 @@ def _iso_stream(rng: random.Random) -> tuple[list[InteractionEvent], list[Feedba
     for t, tenant in enumerate(ISO_TENANTS):
         for u, user in enumerate(rng.sample(ISO_USERS, 2)):
             events = conversation(tenant, user, f"s{u}", 16, rng)  # same session and event ids in every tenant
-            sessions.append([e.model_copy(update={"text": f"{e.text} [{tenant}/{user}]", "ts": e.ts + t})
-                             if e.kind == "message" else e for e in events])
+            sessions.append(
+                [
+                    e.model_copy(update={"text": f"{e.text} [{tenant}/{user}]", "ts": e.ts + t})
+                    if e.kind == "message"
+                    else e
+                    for e in events
+                ]
+            )
             feedback += [
-                FeedbackEvent(event_id=f"fb-{user}-{i}", tenant_id=tenant, user_id=user, item_id=f"item{i}",
-                              features={"text": f"item {i} for {user}"}, prediction=0.3, label=float(i % 2),
-                              model_version="m1", ts=1_764_000_000.0 + i)
+                FeedbackEvent(
+                    event_id=f"fb-{user}-{i}",
+                    tenant_id=tenant,
+                    user_id=user,
+                    item_id=f"item{i}",
+                    features={"text": f"item {i} for {user}"},
+                    prediction=0.3,
+                    label=float(i % 2),
+                    model_version="m1",
+                    ts=1_764_000_000.0 + i,
+                )
                 for i in range(3)
             ]
     return interleave(sessions, rng), feedback
 
 
 def _post(port: int, path: str, body: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=orjson.dumps(body),
-                                     headers={"Content-Type": "application/json"}, method="POST")
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=orjson.dumps(body),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, orjson.loads(response.read())
@@ -323,9 +372,11 @@ def test_tenant_isolation_and_forget(kafka_bootstrap, tmp_path):
                 await pub.publish_many([*stream, *feedback])
             deadline = time.monotonic() + 180
             want_sealed = {(e.tenant_id, e.event_id) for e in messages}
-            while ({(u.tenant_id, i) for u in log.all if u.kind == "episode_sealed" for i in u.payload["event_ids"]}
-                   < want_sealed or len({(u.tenant_id, u.ids[0]) for u in log.all if u.kind == "error_stored"})
-                   < len(feedback)):
+            while {
+                (u.tenant_id, i) for u in log.all if u.kind == "episode_sealed" for i in u.payload["event_ids"]
+            } < want_sealed or len({(u.tenant_id, u.ids[0]) for u in log.all if u.kind == "error_stored"}) < len(
+                feedback
+            ):
                 assert time.monotonic() < deadline, f"not all indexed:\n{ns.logs()}"
                 assert worker.poll() is None, ns.logs()
                 log.add(await updates.poll())
@@ -346,19 +397,33 @@ def test_tenant_isolation_and_forget(kafka_bootstrap, tmp_path):
         asyncio.run(publish_and_wait(worker))
         assert _post(port, "/recall/", {"query": "x", "tenant_id": "acme"})[0] == 200
 
-        @hyp.settings(max_examples=int(os.environ.get("MEMSTREAM_FAULT_EXAMPLES", "60")), deadline=None,
-                      derandomize=True, suppress_health_check=list(hyp.HealthCheck))
+        @hyp.settings(
+            max_examples=int(os.environ.get("MEMSTREAM_FAULT_EXAMPLES", "60")),
+            deadline=None,
+            derandomize=True,
+            suppress_health_check=list(hyp.HealthCheck),
+        )
         @hyp.given(
             tenant=st.sampled_from([*ISO_TENANTS, "ACME", "acme3", "nobody"]),
             user=st.none() | st.sampled_from(ISO_USERS),
             session=st.none() | st.sampled_from(["s0", "s1"]),
             query=st.sampled_from([t for block in TOPICS.values() for t in block]) | st.text(min_size=1, max_size=40),
-            k_s=st.integers(1, 20), k_c=st.integers(0, 3),
-            mode=st.sampled_from(["events", "episodes"]), budget=st.integers(1, 60), turns=st.integers(0, 3),
+            k_s=st.integers(1, 20),
+            k_c=st.integers(0, 3),
+            mode=st.sampled_from(["events", "episodes"]),
+            budget=st.integers(1, 60),
+            turns=st.integers(0, 3),
         )
         def recall_stays_in_scope(tenant, user, session, query, k_s, k_c, mode, budget, turns):
-            body = {"query": query, "tenant_id": tenant, "k_s": k_s, "k_c": k_c, "mode": mode, "budget": budget,
-                    "episode_turns": turns}
+            body = {
+                "query": query,
+                "tenant_id": tenant,
+                "k_s": k_s,
+                "k_c": k_c,
+                "mode": mode,
+                "budget": budget,
+                "episode_turns": turns,
+            }
             body |= {"user_id": user} if user else {}
             body |= {"session_id": session} if session else {}
             status, answer = _post(port, "/recall/", body)
@@ -392,24 +457,33 @@ def test_tenant_isolation_and_forget(kafka_bootstrap, tmp_path):
             status, answer = _post(port, "/get/", {"tenant_id": tenant, "event_ids": ids})
             assert status == 200
             assert {(e["tenant_id"], e["event_id"], e["text"]) for e in answer["events"]} == {
-                (t, i, e.text) for (t, i), e in own.items() if t == tenant}
+                (t, i, e.text) for (t, i), e in own.items() if t == tenant
+            }
 
         # forget one user of one tenant; the same user name elsewhere is untouched
         victims = rng.sample(sorted({(e.tenant_id, e.user_id) for e in messages}), 2)
         for tenant, user in victims:
             mine = [e for e in messages if (e.tenant_id, e.user_id) == (tenant, user)]
-            episodes = {(u.session_id, u.payload["episode_index"]) for u in log.all
-                        if u.kind == "episode_sealed" and (u.tenant_id, u.user_id) == (tenant, user)}
-            errors = {u.ids[0] for u in log.all if u.kind == "error_stored" and (u.tenant_id, u.user_id) == (tenant, user)}
+            episodes = {
+                (u.session_id, u.payload["episode_index"])
+                for u in log.all
+                if u.kind == "episode_sealed" and (u.tenant_id, u.user_id) == (tenant, user)
+            }
+            errors = {
+                u.ids[0] for u in log.all if u.kind == "error_stored" and (u.tenant_id, u.user_id) == (tenant, user)
+            }
             status, answer = _post(port, "/forget/", {"tenant_id": tenant, "user_id": user})
             assert status == 200
             assert answer["removed"] == len(mine) + len(episodes) + len(errors), (tenant, user, answer)
             update = asyncio.run(wait_forgotten(tenant, user))
             assert update.payload["points_removed"] == answer["removed"]
-            assert _post(port, "/get/", {"tenant_id": tenant, "event_ids": [e.event_id for e in mine]})[1]["events"] == []
+            assert (
+                _post(port, "/get/", {"tenant_id": tenant, "event_ids": [e.event_id for e in mine]})[1]["events"] == []
+            )
             for query in ("the telescope and the stars", "bread and oven", "the match and the goal"):
-                status, answer = _post(port, "/recall/", {"query": query, "tenant_id": tenant, "k_s": 20,
-                                                          "mode": "episodes"})
+                status, answer = _post(
+                    port, "/recall/", {"query": query, "tenant_id": tenant, "k_s": 20, "mode": "episodes"}
+                )
                 assert all(ep["user_id"] != user for ep in answer["episodes"])
                 status, answer = _post(port, "/recall/", {"query": query, "tenant_id": tenant, "budget": 100})
                 assert all(e["user_id"] != user for e in answer["events"])
@@ -492,11 +566,16 @@ async def test_store_unavailable_then_back(kafka_bootstrap, tmp_path):
     finally:
         await blocker.close()
         ns.stop_workers()
-    print(f"outage {released - outage_started:.1f} s; caught up {catch_up:.1f} s after the store came back; "
-          f"stop during the outage: {stopped_by} ({stop_s:.1f} s); committed `episodes` offsets before the stop "
-          f"{before_stop}, after it {after_stop}, after the restart {after_restart}; {len(retries())} retries")
-    for name, offsets in [("before the stop", before_stop), ("after the stop", after_stop),
-                          ("after the restart", after_restart)]:
+    print(
+        f"outage {released - outage_started:.1f} s; caught up {catch_up:.1f} s after the store came back; "
+        f"stop during the outage: {stopped_by} ({stop_s:.1f} s); committed `episodes` offsets before the stop "
+        f"{before_stop}, after it {after_stop}, after the restart {after_restart}; {len(retries())} retries"
+    )
+    for name, offsets in [
+        ("before the stop", before_stop),
+        ("after the stop", after_stop),
+        ("after the restart", after_restart),
+    ]:
         assert not any(offsets.values()), f"`episodes` offsets committed past unwritten data {name}: {offsets}"
     delays = [float(ln.rsplit("retrying in ", 1)[1].rstrip("s ")) for ln in retries() if "retrying in " in ln]
     assert len(delays) >= 4 and delays[1] > delays[0], f"no backoff: {delays}"
@@ -510,8 +589,9 @@ def private_broker(tmp_path_factory):
     if shutil.which("java") is None:
         pytest.skip("needs Java 17+ to run a private Kafka broker")
     port, controller_port = free_ports(2)
-    broker = LocalKafka(tmp_path_factory.mktemp("kafka-private"), port=port, controller_port=controller_port,
-                        progress=False)
+    broker = LocalKafka(
+        tmp_path_factory.mktemp("kafka-private"), port=port, controller_port=controller_port, progress=False
+    )
     broker.up(timeout=120)
     try:
         yield broker
@@ -557,8 +637,10 @@ async def test_broker_restart_mid_stream(private_broker, tmp_path):
                 assert worker.poll() is None, f"the worker died after the broker restart:\n{ns.logs()}"
                 log.add(await updates.poll())
         caught_up = time.monotonic() - up_at
-        print(f"indexed when the broker stopped: {at_stop}/{len(messages)}; broker down "
-              f"{up_at - down_started:.1f} s; all indexed {caught_up:.1f} s after it was back")
+        print(
+            f"indexed when the broker stopped: {at_stop}/{len(messages)}; broker down "
+            f"{up_at - down_started:.1f} s; all indexed {caught_up:.1f} s after it was back"
+        )
         assert log.ids("event_indexed") == {e.event_id for e in messages}
         assert log.ids("event_received") == {e.event_id for e in stream}
     finally:

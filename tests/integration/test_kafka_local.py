@@ -15,17 +15,15 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from deploy.kafka import LocalKafka, PortInUseError
-from deploy.kafka.process import port_open
-from streams.workers import free_ports as _free_ports
+from memstream.deploy.kafka import LocalKafka, PortInUseError
+from memstream.deploy.kafka.process import port_open
+from memstream.deploy.workers import free_ports as _free_ports
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("java") is None, reason="needs Java 17+ to run the Kafka broker"),
 ]
-
-
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ import aiohttp
 import numpy as np
 import pytest
 
-from models.embedder import Embedder
-from streams.client import Publisher, subscribe
-from streams.codec import decode_with_vector
-from streams.contracts import InteractionEvent, MemoryUpdate
+from memstream.models.embedder import Embedder
+from memstream.streams.client import Publisher, subscribe
+from memstream.streams.contracts import InteractionEvent, MemoryUpdate
+from memstream.streams.frames import decode_with_vector
 from tests.integration.harness import Namespace, collect, free_port
 
 pytestmark = pytest.mark.integration
@@ -26,15 +26,22 @@ TOPICS = json.loads((Path(__file__).parents[1] / "fixtures" / "three_topics.json
 def session_events(tenant: str, session: str) -> list[InteractionEvent]:
     texts = [t for block in TOPICS.values() for t in block]
     return [
-        InteractionEvent(event_id=f"{session}-{i:03d}", tenant_id=tenant, user_id="u1", session_id=session,
-                         ts=1_764_000_000 + 30 * i, text=text)
+        InteractionEvent(
+            event_id=f"{session}-{i:03d}",
+            tenant_id=tenant,
+            user_id="u1",
+            session_id=session,
+            ts=1_764_000_000 + 30 * i,
+            text=text,
+        )
         for i, text in enumerate(texts)
     ]
 
 
 def end_event(last: InteractionEvent) -> InteractionEvent:
-    return last.model_copy(update={"event_id": f"{last.session_id}-end", "kind": "session_end", "text": "",
-                                   "ts": last.ts + 1})
+    return last.model_copy(
+        update={"event_id": f"{last.session_id}-end", "kind": "session_end", "text": "", "ts": last.ts + 1}
+    )
 
 
 async def wait_for(updates, seen: list[MemoryUpdate], done, timeout: float, workers=()) -> None:
@@ -42,6 +49,7 @@ async def wait_for(updates, seen: list[MemoryUpdate], done, timeout: float, work
     while not done(seen):
         if time.monotonic() > deadline:
             from collections import Counter
+
             raise AssertionError(f"timed out; saw {Counter(u.kind for u in seen)}; sealed {sealed(seen)}")
         for proc in workers:
             assert proc.poll() is None, "a worker died"
@@ -96,8 +104,9 @@ async def test_three_topics_segment_at_the_changes_and_survive_a_restart(kafka_b
             async with Publisher(ns.kafka) as pub:
                 await pub.publish_many([*events[half:], end_event(events[-1])])
             all_ids = {e.event_id for e in events}
-            await wait_for(updates, seen, lambda s: {i for ids in sealed(s).values() for i in ids} >= all_ids,
-                           180, [second])
+            await wait_for(
+                updates, seen, lambda s: {i for ids in sealed(s).values() for i in ids} >= all_ids, 180, [second]
+            )
 
             episodes = sealed(seen)
             assert sorted(episodes) == list(range(len(episodes))), "episode indices restarted: state was lost"
@@ -109,8 +118,13 @@ async def test_three_topics_segment_at_the_changes_and_survive_a_restart(kafka_b
                 assert any(abs(s - change) <= radius for s in starts), f"no boundary near {change}: {starts}"
 
             async with aiohttp.ClientSession() as http:
-                body = {"query": "planets, stars and telescopes", "tenant_id": "acme", "k_s": 1, "k_c": 0,
-                        "mode": "episodes"}
+                body = {
+                    "query": "planets, stars and telescopes",
+                    "tenant_id": "acme",
+                    "k_s": 1,
+                    "k_c": 0,
+                    "mode": "episodes",
+                }
                 async with http.post(f"http://127.0.0.1:{port}/recall/", json=body) as response:
                     assert response.status == 200
                     hits = (await response.json())["episodes"]
@@ -120,7 +134,9 @@ async def test_three_topics_segment_at_the_changes_and_survive_a_restart(kafka_b
                     recalled = (await response.json())["events"]
                 async with http.post(f"http://127.0.0.1:{port}/recall/", json={**body, "tenant_id": "other"}) as r:
                     assert (await r.json())["episodes"] == []
-                async with http.post(f"http://127.0.0.1:{port}/recall/", json={**events_body, "tenant_id": "other"}) as r:
+                async with http.post(
+                    f"http://127.0.0.1:{port}/recall/", json={**events_body, "tenant_id": "other"}
+                ) as r:
                     assert (await r.json())["events"] == []
                 async with http.post(f"http://127.0.0.1:{port}/recall/", json={"query": "x"}) as r:
                     assert r.status == 400
@@ -134,9 +150,24 @@ async def test_three_topics_segment_at_the_changes_and_survive_a_restart(kafka_b
             assert all(e["session_id"] == "s1" and e["episode_index"] in episodes for e in recalled), recalled
 
             cli = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "streams.cli", "recall", "bread dough and ovens", "--tenant", "acme",
-                "--mode", "episodes", "--k-s", "1", "--k-c", "0", "--json", "--worker", f"http://127.0.0.1:{port}",
-                stdout=asyncio.subprocess.PIPE)
+                sys.executable,
+                "-m",
+                "memstream.cli",
+                "recall",
+                "bread dough and ovens",
+                "--tenant",
+                "acme",
+                "--mode",
+                "episodes",
+                "--k-s",
+                "1",
+                "--k-c",
+                "0",
+                "--json",
+                "--worker",
+                f"http://127.0.0.1:{port}",
+                stdout=asyncio.subprocess.PIPE,
+            )
             stdout, _ = await cli.communicate()
             assert cli.returncode == 0
             (episode,) = json.loads(stdout)
@@ -156,13 +187,18 @@ async def test_blend_surprise_segments_with_the_language_model(kafka_bootstrap, 
     seen: list[MemoryUpdate] = []
     try:
         async with subscribe(session_id="lm1", kafka=ns.kafka) as updates:
-            worker = ns.start_worker("lm", loglevel="info", MEMSTREAM_SEGMENTATION__SURPRISE="blend",
-                                     MEMSTREAM_STORE__PATH=str(tmp_path / "store"))
+            worker = ns.start_worker(
+                "lm",
+                loglevel="info",
+                MEMSTREAM_SEGMENTATION__SURPRISE="blend",
+                MEMSTREAM_STORE__PATH=str(tmp_path / "store"),
+            )
             async with Publisher(ns.kafka) as pub:
                 await pub.publish_many([*events, end_event(events[-1])])
             all_ids = {e.event_id for e in events}
-            await wait_for(updates, seen, lambda s: {i for ids in sealed(s).values() for i in ids} >= all_ids,
-                           240, [worker])
+            await wait_for(
+                updates, seen, lambda s: {i for ids in sealed(s).values() for i in ids} >= all_ids, 240, [worker]
+            )
         episodes = sealed(seen)
         assert sorted(episodes) == list(range(len(episodes)))
         assert [i for idx in sorted(episodes) for i in episodes[idx]] == [e.event_id for e in events]
@@ -180,7 +216,7 @@ async def _replay_from_the_start(ns: Namespace, lose_topic: str) -> None:
     from aiokafka.errors import KafkaError
     from aiokafka.structs import OffsetAndMetadata
 
-    from streams.admin import admin_client, delete_topics
+    from memstream.streams.admin import admin_client, delete_topics
 
     assert await delete_topics(ns.kafka, lambda name: name == lose_topic) == [lose_topic]
     deadline = time.monotonic() + 30
@@ -225,9 +261,11 @@ async def test_an_idle_session_is_sealed_even_when_its_activity_was_lost_before_
             await _replay_from_the_start(ns, f"{ns.app_id}-{ns.app_id}-segment-activity-changelog")
             seen.clear()
             second = ns.start_worker(
-                "second", MEMSTREAM_SEGMENT__IDLE_SEAL_S="2", MEMSTREAM_SEGMENT__IDLE_CHECK_S="0.5")
-            await wait_for(updates, seen, lambda s: {i for ep in sealed(s).values() for i in ep} >= set(ids), 120,
-                           [second])
+                "second", MEMSTREAM_SEGMENT__IDLE_SEAL_S="2", MEMSTREAM_SEGMENT__IDLE_CHECK_S="0.5"
+            )
+            await wait_for(
+                updates, seen, lambda s: {i for ep in sealed(s).values() for i in ep} >= set(ids), 120, [second]
+            )
             assert [i for idx in sorted(sealed(seen)) for i in sealed(seen)[idx]] == ids  # in order, each once
             # the backlog was there when the worker started: nothing fetched before faust's seek to the
             # committed offsets may be processed a second time after it (streams.app holds the fetcher)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from qdrant_client import AsyncQdrantClient
 
-from agents.store import EdgeStore, ServerStore, StoreConfig
+from memstream.agents.store import EdgeStore, ServerStore, StoreConfig
 
 BACKENDS = ["edge", "server"]
 

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from models.boundaries import detect_boundaries, exceeds, threshold
+from memstream.models.boundaries import detect_boundaries, exceeds, threshold
 
 
 def test_threshold_is_mean_plus_gamma_std() -> None:

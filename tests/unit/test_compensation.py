@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from models.compensation import (
+from memstream.models.compensation import (
     CompensationConfig,
     NeighbourEstimate,
     compensate,

@@ -8,12 +8,10 @@ import numpy as np
 import orjson
 import pytest
 
-from streams.codec import (
-    InvalidRecord, dead_letter, decode, decode_feedback, decode_interaction, decode_with_vector, encode,
-    encode_with_vector,
-)
-from streams.contracts import InteractionEvent, MemoryUpdate
-from streams.schemas import SCHEMA_DIR, schema_files
+from memstream.streams.codec import InvalidRecord, dead_letter, decode, decode_feedback, decode_interaction, encode
+from memstream.streams.contracts import InteractionEvent, MemoryUpdate
+from memstream.streams.frames import decode_with_vector, encode_with_vector
+from memstream.streams.schemas import SCHEMA_DIR, schema_files
 
 
 def event(**over) -> dict:
@@ -65,8 +63,17 @@ def test_text_limit_comes_from_the_caller():
 
 
 def test_feedback_requires_features_and_bounded_prediction():
-    good = {"event_id": "f1", "tenant_id": "t", "user_id": "u", "item_id": "i", "features": {"vector": [0.1, 0.2]},
-            "prediction": 0.3, "label": 1, "model_version": "v1", "ts": 3}
+    good = {
+        "event_id": "f1",
+        "tenant_id": "t",
+        "user_id": "u",
+        "item_id": "i",
+        "features": {"vector": [0.1, 0.2]},
+        "prediction": 0.3,
+        "label": 1,
+        "model_version": "v1",
+        "ts": 3,
+    }
     assert decode_feedback(raw(good)).key == b"t/u"
     with pytest.raises(InvalidRecord, match="features"):
         decode_feedback(raw({**good, "features": {"text": "  "}}))
@@ -94,13 +101,16 @@ def test_dead_letter_keeps_raw_bytes_and_source():
     letter = dead_letter(b"\xff\x00junk", "bad", stage="embed", topic="x", partition=3, offset=42, key=b"k")
     assert (letter.partition, letter.offset, letter.source_topic) == (3, 42, "x")
     import base64
+
     assert base64.b64decode(letter.raw_b64) == b"\xff\x00junk"
     assert not math.isnan(letter.ts)
 
 
 def test_committed_json_schemas_match_the_models():
     for name, data in schema_files().items():
-        assert (SCHEMA_DIR / name).read_bytes().strip() == data, f"regenerate with python -m streams.schemas ({name})"
+        assert (SCHEMA_DIR / name).read_bytes().strip() == data, (
+            f"regenerate with python -m memstream.streams.schemas ({name})"
+        )
 
 
 def test_generic_decode_rejects_wrong_model_fields():
@@ -112,7 +122,7 @@ def test_dead_letter_of_a_huge_record_is_capped_but_identifiable():
     import base64
     import hashlib
 
-    from streams.contracts import MAX_DEAD_LETTER_RAW
+    from memstream.streams.contracts import MAX_DEAD_LETTER_RAW
 
     raw = b"x" * (MAX_DEAD_LETTER_RAW + 10)
     letter = dead_letter(raw, "too big", stage="embed", topic="t", partition=0, offset=1, key=None)

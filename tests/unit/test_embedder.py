@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.embedder import Embedder, EmbedderConfig, ensure_model, model_path
+from memstream.models.embedder import Embedder, EmbedderConfig, ensure_model, model_path
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -99,7 +99,7 @@ def test_cuda_requested_without_cuda_falls_back_to_cpu(caplog: pytest.LogCapture
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("CUDA is available here")
-    with caplog.at_level(logging.INFO, logger="models.embedder"):
+    with caplog.at_level(logging.INFO, logger="memstream.models.embedder"):
         embedder = Embedder(EmbedderConfig(provider="cuda"))
     assert embedder.provider == "CPUExecutionProvider"
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -129,23 +129,36 @@ def test_corrupt_graph_is_rebuilt(fp32: Embedder) -> None:
 
 
 def _tiny_bert(seed: int = 0):
-    from models.onnx_bert import BertConfig
+    from memstream.models.onnx_bert import BertConfig
 
-    cfg = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                     max_position_embeddings=40, type_vocab_size=2, layer_norm_eps=1e-12)
+    cfg = BertConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=40,
+        type_vocab_size=2,
+        layer_norm_eps=1e-12,
+    )
     rng = np.random.default_rng(seed)
     r = lambda *shape: rng.normal(0, 0.2, shape).astype(np.float32)  # noqa: E731
     w = {
         "embeddings.word_embeddings.weight": r(100, 32),
         "embeddings.position_embeddings.weight": r(40, 32),
         "embeddings.token_type_embeddings.weight": r(2, 32),
-        "embeddings.LayerNorm.weight": 1 + r(32), "embeddings.LayerNorm.bias": r(32),
+        "embeddings.LayerNorm.weight": 1 + r(32),
+        "embeddings.LayerNorm.bias": r(32),
     }
     for i in range(2):
         p = f"encoder.layer.{i}."
-        for name, shape in (("attention.self.query", (32, 32)), ("attention.self.key", (32, 32)),
-                            ("attention.self.value", (32, 32)), ("attention.output.dense", (32, 32)),
-                            ("intermediate.dense", (64, 32)), ("output.dense", (32, 64))):
+        for name, shape in (
+            ("attention.self.query", (32, 32)),
+            ("attention.self.key", (32, 32)),
+            ("attention.self.value", (32, 32)),
+            ("attention.output.dense", (32, 32)),
+            ("intermediate.dense", (64, 32)),
+            ("output.dense", (32, 64)),
+        ):
             w[p + name + ".weight"], w[p + name + ".bias"] = r(*shape), r(shape[0])
         for ln in ("attention.output.LayerNorm", "output.LayerNorm"):
             w[p + ln + ".weight"], w[p + ln + ".bias"] = 1 + r(32), r(32)
@@ -162,8 +175,11 @@ def _numpy_bert(cfg, w, ids, mask, types, pooling):
     w = {k: v.astype(np.float64) for k, v in w.items()}
     B, S = ids.shape
     nh, hd = cfg.num_attention_heads, cfg.head_dim
-    x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:S] \
+    x = (
+        w["embeddings.word_embeddings.weight"][ids]
+        + w["embeddings.position_embeddings.weight"][:S]
         + w["embeddings.token_type_embeddings.weight"][types]
+    )
     x = ln(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
     bias = (1.0 - mask[:, None, None, :]) * -1e30
     gelu = np.vectorize(lambda v: 0.5 * v * (1 + erf(v / sqrt(2))))
@@ -176,8 +192,16 @@ def _numpy_bert(cfg, w, ids, mask, types, pooling):
         s = np.exp(s - s.max(-1, keepdims=True))
         s /= s.sum(-1, keepdims=True)
         ctx = (s @ v).transpose(0, 2, 1, 3).reshape(B, S, -1)
-        x = ln(lin(ctx, "attention.output.dense") + x, w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"])
-        x = ln(lin(gelu(lin(x, "intermediate.dense")), "output.dense") + x, w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"])
+        x = ln(
+            lin(ctx, "attention.output.dense") + x,
+            w[p + "attention.output.LayerNorm.weight"],
+            w[p + "attention.output.LayerNorm.bias"],
+        )
+        x = ln(
+            lin(gelu(lin(x, "intermediate.dense")), "output.dense") + x,
+            w[p + "output.LayerNorm.weight"],
+            w[p + "output.LayerNorm.bias"],
+        )
     if pooling == "mean":
         e = (x * mask[:, :, None]).sum(1) / mask.sum(1, keepdims=True)
     else:
@@ -191,7 +215,7 @@ def _numpy_bert(cfg, w, ids, mask, types, pooling):
 def test_builder_matches_numpy_reference(unpad: bool, fuse_qkv: bool, pooling: str, token_types: bool) -> None:
     import onnxruntime as ort
 
-    from models.onnx_bert import build_bert_encoder
+    from memstream.models.onnx_bert import build_bert_encoder
 
     cfg, w = _tiny_bert()
     model = build_bert_encoder(cfg, w, pooling=pooling, token_type_ids=token_types, unpad=unpad, fuse_qkv=fuse_qkv)
@@ -237,7 +261,7 @@ def test_wiki_sentences_are_real_and_repeatable() -> None:
 def test_models_build_command(fp32: Embedder) -> None:
     from typer.testing import CliRunner
 
-    from streams.cli.models import app
+    from memstream.cli.models import app
 
     result = CliRunner().invoke(app, ["build", "--variant", "fp32"])
     assert result.exit_code == 0, result.output

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.compensation import CompensationConfig
-from models.error_memory import (
+from memstream.models.compensation import CompensationConfig
+from memstream.models.error_memory import (
     ErrorBackend,
     ErrorMemory,
     ErrorSample,
@@ -22,10 +22,17 @@ def _key(seed: int, dim: int = 16) -> np.ndarray:
     return (v / np.linalg.norm(v)).astype(np.float32)
 
 
-def _sample(i: int, ts: float | None = None, version: str = "v1", key: np.ndarray | None = None,
-            label: float = 1.0, prediction: float = 0.3) -> ErrorSample:
-    return ErrorSample(f"s{i}", _key(i) if key is None else key, label, prediction, float(i if ts is None else ts),
-                       version)
+def _sample(
+    i: int,
+    ts: float | None = None,
+    version: str = "v1",
+    key: np.ndarray | None = None,
+    label: float = 1.0,
+    prediction: float = 0.3,
+) -> ErrorSample:
+    return ErrorSample(
+        f"s{i}", _key(i) if key is None else key, label, prediction, float(i if ts is None else ts), version
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

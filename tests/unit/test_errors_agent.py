@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from agents.compensate import CompensateError, compensate, compensate_many, service
-from agents.errors import FeedbackWriter
-from agents.runtime import Runtime
-from agents.store import EdgeStore, ErrorPoint, StoreConfig
-from models.compensation import CompensationConfig, fit_dim, hashed_vector, memory_key
-from streams.contracts import FeedbackEvent, MemoryUpdate
-from streams.settings import ErrorsStageSettings, Settings, WorkerSettings
+from memstream.agents.compensate import CompensateError, compensate, compensate_many, service
+from memstream.agents.errors import FeedbackWriter
+from memstream.agents.runtime import Runtime
+from memstream.agents.settings import ErrorsStageSettings, Settings, WorkerSettings
+from memstream.agents.store import EdgeStore, ErrorPoint, StoreConfig
+from memstream.models.compensation import CompensationConfig, fit_dim, hashed_vector, memory_key
+from memstream.streams.contracts import FeedbackEvent, MemoryUpdate
 
 DIM = 384
 TS = 1_764_000_000.0
@@ -30,8 +30,10 @@ def fake_embed(texts: list[str]) -> np.ndarray:
 
 def make_runtime(tmp_path, backend: str = "knn", **comp) -> Runtime:
     settings = Settings(
-        worker=WorkerSettings(state_dir=tmp_path), store=StoreConfig(dim=DIM),
-        compensation=CompensationConfig(**comp), errors=ErrorsStageSettings(backend=backend),
+        worker=WorkerSettings(state_dir=tmp_path),
+        store=StoreConfig(dim=DIM),
+        compensation=CompensationConfig(**comp),
+        errors=ErrorsStageSettings(backend=backend),
     )
     runtime = Runtime(settings)
 
@@ -42,12 +44,28 @@ def make_runtime(tmp_path, backend: str = "knn", **comp) -> Runtime:
     return runtime
 
 
-def feedback(i: int, user: str, label: float, *, version: str = "v1", topic: str = "scifi", ts: float | None = None,
-             tenant: str = "acme", prediction: float = 0.2, event_id: str | None = None) -> FeedbackEvent:
+def feedback(
+    i: int,
+    user: str,
+    label: float,
+    *,
+    version: str = "v1",
+    topic: str = "scifi",
+    ts: float | None = None,
+    tenant: str = "acme",
+    prediction: float = 0.2,
+    event_id: str | None = None,
+) -> FeedbackEvent:
     return FeedbackEvent(
-        event_id=event_id or f"{user}-{version}-{i}", tenant_id=tenant, user_id=user, item_id=f"item{i}",
-        features={"text": f"{topic}: film number {i}"}, prediction=prediction, label=label,
-        model_version=version, ts=TS + i if ts is None else ts,
+        event_id=event_id or f"{user}-{version}-{i}",
+        tenant_id=tenant,
+        user_id=user,
+        item_id=f"item{i}",
+        features={"text": f"{topic}: film number {i}"},
+        prediction=prediction,
+        label=label,
+        model_version=version,
+        ts=TS + i if ts is None else ts,
     )
 
 
@@ -75,18 +93,23 @@ class Harness:
         return [u for u in self.updates if u.kind == kind]
 
 
-async def ask(runtime: Runtime, user: str, y_base: float, *, version: str = "v1", topic: str = "scifi",
-              backend: str | None = None) -> dict:
-    return await compensate(runtime, "acme", user, version, y_base=y_base, features_text=f"{topic}: a new film",
-                            backend=backend)
+async def ask(
+    runtime: Runtime, user: str, y_base: float, *, version: str = "v1", topic: str = "scifi", backend: str | None = None
+) -> dict:
+    return await compensate(
+        runtime, "acme", user, version, y_base=y_base, features_text=f"{topic}: a new film", backend=backend
+    )
 
 
 # -- keys ---------------------------------------------------------------------------------------------
 def test_memory_key_fits_any_layout_into_the_store_dim():
     cfg = CompensationConfig()
     rng = np.random.default_rng(0)
-    for text, vec in ((rng.standard_normal(384), None), (None, rng.standard_normal(7)),
-                      (rng.standard_normal(384), rng.standard_normal(5000))):
+    for text, vec in (
+        (rng.standard_normal(384), None),
+        (None, rng.standard_normal(7)),
+        (rng.standard_normal(384), rng.standard_normal(5000)),
+    ):
         key = memory_key(text, vec, "alice", cfg, DIM)
         assert key.shape == (DIM,) and key.dtype == np.float32
         assert abs(float(np.linalg.norm(key)) - 1) < 1e-5
@@ -125,8 +148,9 @@ async def test_scroll_errors_oldest_first_by_ids_and_tenant(tmp_path):
 async def test_feedback_is_stored_announced_and_compensates(tmp_path):
     runtime = make_runtime(tmp_path)
     h = Harness(runtime)
-    await h.write([feedback(i, "alice", 1.0) for i in range(6)] + [feedback(i, "bob", 0.0, prediction=0.8)
-                                                                     for i in range(6)])
+    await h.write(
+        [feedback(i, "alice", 1.0) for i in range(6)] + [feedback(i, "bob", 0.0, prediction=0.8) for i in range(6)]
+    )
     assert len(h.kinds("error_stored")) == 12
     stored = h.kinds("error_stored")[0]
     assert stored.user_id == "alice" and stored.payload["model_version"] == "v1"
@@ -137,12 +161,25 @@ async def test_feedback_is_stored_announced_and_compensates(tmp_path):
     assert alice["y"] > 0.5 and alice["compensated"] and alice["backend"] == "knn"
     assert bob["y"] < 0.5
     assert set(alice["neighbour_ids"]) >= {f"alice-v1-{i}" for i in range(6)}
-    both = await compensate_many(runtime, [
-        {"tenant_id": "acme", "user_id": "alice", "model_version": "v1", "y_base": 0.2,
-         "features": {"text": "scifi: a new film"}},
-        {"tenant_id": "acme", "user_id": "bob", "model_version": "v1", "y_base": 0.8,
-         "features": {"text": "scifi: a new film"}},
-    ])
+    both = await compensate_many(
+        runtime,
+        [
+            {
+                "tenant_id": "acme",
+                "user_id": "alice",
+                "model_version": "v1",
+                "y_base": 0.2,
+                "features": {"text": "scifi: a new film"},
+            },
+            {
+                "tenant_id": "acme",
+                "user_id": "bob",
+                "model_version": "v1",
+                "y_base": 0.8,
+                "features": {"text": "scifi: a new film"},
+            },
+        ],
+    )
     assert [r["y"] for r in both] == pytest.approx([alice["y"], bob["y"]])
     other = await compensate(runtime, "elsewhere", "alice", "v1", y_base=0.2, features_text="scifi: x")
     assert other["y"] == 0.2 and not other["compensated"]
@@ -187,7 +224,7 @@ async def test_a_replayed_batch_changes_nothing(tmp_path):
     first = await ask(runtime, "alice", 0.2)
     ids = [u.update_id for u in h.updates]
     await h.write(batch)  # redelivery: same points, same update ids, the sketch does not count twice
-    assert [u.update_id for u in h.updates[len(ids):]] == ids
+    assert [u.update_id for u in h.updates[len(ids) :]] == ids
     assert await (await runtime.store()).count("errors", "acme") == 5
     again = await ask(runtime, "alice", 0.2)
     assert again["backend"] == "sketch" and again["support"] == first["support"] and again["y"] == first["y"]
@@ -198,8 +235,9 @@ async def test_a_replayed_batch_changes_nothing(tmp_path):
 async def test_sketch_serves_and_is_rebuilt_after_a_restart(tmp_path):
     runtime = make_runtime(tmp_path, backend="sketch")
     h = Harness(runtime)
-    await h.write([feedback(i, "alice", 1.0) for i in range(8)] + [feedback(i, "bob", 0.0, prediction=0.8)
-                                                                     for i in range(8)])
+    await h.write(
+        [feedback(i, "alice", 1.0) for i in range(8)] + [feedback(i, "bob", 0.0, prediction=0.8) for i in range(8)]
+    )
     sketch = await ask(runtime, "alice", 0.2)
     knn = await ask(runtime, "alice", 0.2, backend="knn")
     assert sketch["backend"] == "sketch" and sketch["y"] > 0.4 and knn["y"] > 0.4

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.store import StoreConfig
 from bench.eval_recall import recall_at, run
-from streams.settings import Settings
+from memstream.agents.settings import Settings
+from memstream.agents.store import StoreConfig
 
 DIM = 64
 TOPICS = {
@@ -43,16 +43,41 @@ def write_set(path: Path) -> list[dict]:
                 text = f"{user.title()}: yesterday {phrase} was nice"
                 if i == 2:
                     text += f" and I met Quillon{s}{user} there"
-                records.append({"type": "event", "event_id": event_id, "tenant_id": "t", "user_id": user,
-                                "session_id": session, "ts": 1_700_000_000.0 + s * 86_400 + i * 30, "role": "user",
-                                "text": text})
+                records.append(
+                    {
+                        "type": "event",
+                        "event_id": event_id,
+                        "tenant_id": "t",
+                        "user_id": user,
+                        "session_id": session,
+                        "ts": 1_700_000_000.0 + s * 86_400 + i * 30,
+                        "role": "user",
+                        "text": text,
+                    }
+                )
                 if i == 2:
-                    questions.append({"type": "question", "tenant_id": "t", "user_id": user,
-                                      "question": f"Where did {user.title()} meet Quillon{s}{user}?",
-                                      "evidence": [event_id], "category": 4})
-            records.append({"type": "event", "event_id": f"{session}-end", "tenant_id": "t", "user_id": user,
-                            "session_id": session, "ts": 1_700_000_000.0 + s * 86_400 + 600, "kind": "session_end",
-                            "text": ""})
+                    questions.append(
+                        {
+                            "type": "question",
+                            "tenant_id": "t",
+                            "user_id": user,
+                            "question": f"Where did {user.title()} meet Quillon{s}{user}?",
+                            "evidence": [event_id],
+                            "category": 4,
+                        }
+                    )
+            records.append(
+                {
+                    "type": "event",
+                    "event_id": f"{session}-end",
+                    "tenant_id": "t",
+                    "user_id": user,
+                    "session_id": session,
+                    "ts": 1_700_000_000.0 + s * 86_400 + 600,
+                    "kind": "session_end",
+                    "text": "",
+                }
+            )
     path.write_text("\n".join(json.dumps(r) for r in records + questions) + "\n")
     return questions
 
@@ -66,8 +91,13 @@ def test_recall_is_measured_for_memstream_and_the_baselines(tmp_path, monkeypatc
 
     assert set(result["recall"]) == {"memstream", "episodes_two_stage", "dense", "bm25", "rrf"}
     assert all(list(values) == ["1", "3", "5"] for values in result["recall"].values())
-    assert result["data"] == {"input": str(path), "events": 30, "questions": len(questions), "scopes": 2,
-                              "stored": {"events": 30, "episodes": result["data"]["stored"]["episodes"]}}
+    assert result["data"] == {
+        "input": str(path),
+        "events": 30,
+        "questions": len(questions),
+        "scopes": 2,
+        "stored": {"events": 30, "episodes": result["data"]["stored"]["episodes"]},
+    }
     assert result["data"]["stored"]["episodes"] >= 6  # every session sealed at its session_end
     # the rare name is in exactly one turn: hybrid search puts it first
     assert result["recall"]["memstream"]["1"] == 1.0

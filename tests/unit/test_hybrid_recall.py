@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from qdrant_client import AsyncQdrantClient, models
 
-from agents.store import (
+from memstream.agents.store import (
     Collection,
     EdgeStore,
     EpisodePoint,
@@ -33,10 +33,10 @@ from agents.store import (
     StoreSchemaError,
     recall_events,
 )
-from agents.store.schema import CONTEXT, LEXICAL, point_id, to_payload
-from agents.store.scoped import ScopedStore
-from models.event_context import context_weights
-from models.lexical import LexicalEncoder, SparseVector, add_sparse
+from memstream.agents.store.schema import CONTEXT, LEXICAL, point_id, to_payload
+from memstream.agents.store.scoped import ScopedStore
+from memstream.models.event_context import context_weights
+from memstream.models.lexical import LexicalEncoder, SparseVector, add_sparse
 from tests.unit.stores import BACKENDS, empty_edge_template, fresh_store, store_config
 
 DIM = 32
@@ -83,8 +83,15 @@ def sealed(events: list[EventPoint], index: int) -> EpisodePoint:
     first = events[0]
     centroid = np.mean([e.vector for e in events], axis=0)
     return EpisodePoint(
-        first.tenant_id, first.user_id, first.session_id, index, events[0].ts, events[-1].ts,
-        tuple(e.event_id for e in events), centroid, state="sealed",
+        first.tenant_id,
+        first.user_id,
+        first.session_id,
+        index,
+        events[0].ts,
+        events[-1].ts,
+        tuple(e.event_id for e in events),
+        centroid,
+        state="sealed",
     )
 
 
@@ -99,16 +106,36 @@ async def write_sealed(store: ScopedStore, episodes: list[list[EventPoint]]) -> 
 # -- a. one turn of a long episode ---------------------------------------------------------------------
 
 CHITCHAT = [
-    "hey, how was your weekend?", "pretty good, we went for a walk in the park", "nice, was the weather ok?",
-    "a bit cloudy but warm enough", "did you watch the game last night?", "no, I fell asleep early to be honest",
-    "haha same thing happened to me", "are you cooking anything tonight?", "maybe pasta, I have some tomatoes left",
-    "sounds great, I love a simple pasta", "what are you reading these days?", "a mystery novel my friend lent me",
-    "is it any good so far?", "the first chapters are slow but it gets better", "I should read more, honestly",
-    "me too, I mostly scroll on my phone", "did you go to the gym this week?", "only once, I was too tired",
-    "I know the feeling, work has been busy", "yes, lots of meetings lately", "do you have plans for the holidays?",
-    "probably visiting my parents for a few days", "that will be relaxing", "I hope so, the trip is long though",
-    "by train or by car?", "by train, I can read on the way", "good idea, less stress", "any new music recently?",
-    "I keep listening to the same old playlist", "classic, nothing wrong with that",
+    "hey, how was your weekend?",
+    "pretty good, we went for a walk in the park",
+    "nice, was the weather ok?",
+    "a bit cloudy but warm enough",
+    "did you watch the game last night?",
+    "no, I fell asleep early to be honest",
+    "haha same thing happened to me",
+    "are you cooking anything tonight?",
+    "maybe pasta, I have some tomatoes left",
+    "sounds great, I love a simple pasta",
+    "what are you reading these days?",
+    "a mystery novel my friend lent me",
+    "is it any good so far?",
+    "the first chapters are slow but it gets better",
+    "I should read more, honestly",
+    "me too, I mostly scroll on my phone",
+    "did you go to the gym this week?",
+    "only once, I was too tired",
+    "I know the feeling, work has been busy",
+    "yes, lots of meetings lately",
+    "do you have plans for the holidays?",
+    "probably visiting my parents for a few days",
+    "that will be relaxing",
+    "I hope so, the trip is long though",
+    "by train or by car?",
+    "by train, I can read on the way",
+    "good idea, less stress",
+    "any new music recently?",
+    "I keep listening to the same old playlist",
+    "classic, nothing wrong with that",
 ]
 ANSWER = "oh and my cousin Quillon Varga finally moved to Reykjavik in March"
 QUERY = "Where did my cousin Quillon Varga move to?"
@@ -160,11 +187,20 @@ async def _budget_store(store: ScopedStore, rng: np.random.Generator) -> dict[st
     for s, session in enumerate(("s1", "s2")):
         for ep in range(2):
             start = 1000.0 * s + 100.0 * ep
-            episodes.append([
-                EventPoint("t", "u", session, f"{session}-{ep}-{j}", start + j,
-                           f"turn {j} about {TOPICS[(s + ep + j) % len(TOPICS)]}", unit(rng))
-                for j in range(5)
-            ])
+            episodes.append(
+                [
+                    EventPoint(
+                        "t",
+                        "u",
+                        session,
+                        f"{session}-{ep}-{j}",
+                        start + j,
+                        f"turn {j} about {TOPICS[(s + ep + j) % len(TOPICS)]}",
+                        unit(rng),
+                    )
+                    for j in range(5)
+                ]
+            )
     for session in ("s1", "s2"):
         mine = [ep for ep in episodes if ep[0].session_id == session]
         await write_sealed(store, mine)
@@ -221,14 +257,21 @@ async def test_exact_name_beats_a_closer_paraphrase(store: ScopedStore, lexical:
     rng = np.random.default_rng(11)
     q = unit(rng)
     named = EventPoint("t", "u", "s", "named", 1.0, "I met Zorblax at the harbour", near(q, 0.55, rng))
-    paraphrase = EventPoint("t", "u", "s", "para", 2.0, "I ran into an old friend down by the docks", near(q, 0.85, rng))
+    paraphrase = EventPoint(
+        "t", "u", "s", "para", 2.0, "I ran into an old friend down by the docks", near(q, 0.85, rng)
+    )
     noise = [
         EventPoint("t", "u", "s", f"n{i}", 3.0 + i, text, near(q, c, rng))
-        for i, (text, c) in enumerate([
-            ("the harbour was busy with boats", 0.4), ("I met my sister for lunch", 0.3),
-            ("we talked about the weather", 0.1), ("the docks smell of fish in summer", 0.5),
-            ("an old friend called me yesterday", 0.45), ("where is the best bakery in town", 0.2),
-        ])
+        for i, (text, c) in enumerate(
+            [
+                ("the harbour was busy with boats", 0.4),
+                ("I met my sister for lunch", 0.3),
+                ("we talked about the weather", 0.1),
+                ("the docks smell of fish in summer", 0.5),
+                ("an old friend called me yesterday", 0.45),
+                ("where is the best bakery in town", 0.2),
+            ]
+        )
     ]
     await store.upsert_events([named, paraphrase, *noise])
     await store.upsert_episodes([sealed([named, paraphrase, *noise], 0)])
@@ -248,8 +291,10 @@ async def test_another_tenants_texts_do_not_change_the_ranking(store: ScopedStor
     """Lexical IDF is computed over the asking tenant's events only: another tenant writing a word many
     times must not re-rank this tenant's results (a side channel between tenants otherwise)."""
     v = unit(np.random.default_rng(5))
-    mine = [EventPoint("a", "u", "s", "rare", 1.0, "zebra", v),
-            *(EventPoint("a", "u", "s", f"common{i}", 2.0 + i, "apple", v) for i in range(3))]
+    mine = [
+        EventPoint("a", "u", "s", "rare", 1.0, "zebra", v),
+        *(EventPoint("a", "u", "s", f"common{i}", 2.0 + i, "apple", v) for i in range(3)),
+    ]
     await store.upsert_events(mine)
     query = lexical.query("zebra apple")
     before = [h.event.event_id for h in await store.hybrid_events(v, query, tenant_id="a", limit=4)]
@@ -300,7 +345,9 @@ def test_hybrid_filters_hold(long_lived, lexical, points, query, seed):
     for t, u, s, n, words in points:
         tenant = prefix + t
         # a session belongs to one user: the user is part of the session id
-        events[(tenant, f"{u}-{s}-{n}")] = EventPoint(tenant, u, f"{u}-{s}", f"{u}-{s}-{n}", float(n), " ".join(words), unit(rng))
+        events[(tenant, f"{u}-{s}-{n}")] = EventPoint(
+            tenant, u, f"{u}-{s}", f"{u}-{s}-{n}", float(n), " ".join(words), unit(rng)
+        )
     tenants = [prefix + t for t in ("t1", "t2", "t3")]
     by_session: dict[tuple[str, str], list[EventPoint]] = {}
     for e in events.values():
@@ -334,22 +381,49 @@ def test_hybrid_filters_hold(long_lived, lexical, points, query, seed):
 
 
 def _old_store_records(rng: np.random.Generator) -> tuple[list[EventPoint], list[EpisodePoint]]:
-    texts = ["we talked about the weather", "then Zorblax showed up at the harbour", "and we had coffee",
-             "later I took the train home", "the train was late", "I read a book on the way"]
+    texts = [
+        "we talked about the weather",
+        "then Zorblax showed up at the harbour",
+        "and we had coffee",
+        "later I took the train home",
+        "the train was late",
+        "I read a book on the way",
+    ]
     events = [
-        EventPoint("t1", "u1", "s1", f"e{i}", float(i), text, unit(rng), role="assistant" if i % 2 else "user",
-                   kind="message", attributes={"lang": "en", "n": i})
+        EventPoint(
+            "t1",
+            "u1",
+            "s1",
+            f"e{i}",
+            float(i),
+            text,
+            unit(rng),
+            role="assistant" if i % 2 else "user",
+            kind="message",
+            attributes={"lang": "en", "n": i},
+        )
         for i, text in enumerate(texts)
     ]
     # t2 uses the same event ids: a reindex must not mix tenants
-    events += [EventPoint("t2", "u2", "s1", f"e{i}", 10.0 + i, f"tenant two says {w}", unit(rng))
-               for i, w in enumerate(["hello", "apple pie", "goodbye", "see you"])]
+    events += [
+        EventPoint("t2", "u2", "s1", f"e{i}", 10.0 + i, f"tenant two says {w}", unit(rng))
+        for i, w in enumerate(["hello", "apple pie", "goodbye", "see you"])
+    ]
     t1 = [e for e in events if e.tenant_id == "t1"]
     t2 = [e for e in events if e.tenant_id == "t2"]
     episodes = [
         sealed(t1[:3], 0),  # sealed: members get context vectors
-        EpisodePoint("t1", "u1", "s1", 1, 3.0, 5.0, tuple(e.event_id for e in t1[3:]),
-                     np.mean([e.vector for e in t1[3:]], axis=0), state="opened"),  # open: own vectors only
+        EpisodePoint(
+            "t1",
+            "u1",
+            "s1",
+            1,
+            3.0,
+            5.0,
+            tuple(e.event_id for e in t1[3:]),
+            np.mean([e.vector for e in t1[3:]], axis=0),
+            state="opened",
+        ),  # open: own vectors only
         sealed(t2, 0),
     ]
     return events, episodes
@@ -360,31 +434,47 @@ def _write_old_edge(path: Path, events: list[EventPoint], episodes: list[Episode
     for collection in Collection:
         directory = path / collection.value
         directory.mkdir(parents=True)
-        shard = qe.EdgeShard.create(str(directory), qe.EdgeConfig(
-            vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine),
-            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=0),
-        ))
+        shard = qe.EdgeShard.create(
+            str(directory),
+            qe.EdgeConfig(
+                vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine),
+                optimizers=qe.EdgeOptimizersConfig(indexing_threshold=0),
+            ),
+        )
         try:
             records = {Collection.EVENTS: events, Collection.EPISODES: episodes}.get(collection, [])
             if records:
-                shard.update(qe.UpdateOperation.upsert_points(
-                    [qe.Point(point_id(r), np.asarray(r.vector, dtype=np.float32).tolist(), to_payload(r)) for r in records]
-                ))
+                shard.update(
+                    qe.UpdateOperation.upsert_points(
+                        [
+                            qe.Point(point_id(r), np.asarray(r.vector, dtype=np.float32).tolist(), to_payload(r))
+                            for r in records
+                        ]
+                    )
+                )
             shard.flush()
         finally:
             shard.close()
 
 
-async def _write_old_server(client: AsyncQdrantClient, prefix: str, events: list[EventPoint], episodes: list[EpisodePoint]) -> None:
+async def _write_old_server(
+    client: AsyncQdrantClient, prefix: str, events: list[EventPoint], episodes: list[EpisodePoint]
+) -> None:
     for collection in Collection:
         await client.create_collection(
             f"{prefix}{collection.value}", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE)
         )
     for collection, records in ((Collection.EVENTS, events), (Collection.EPISODES, episodes)):
-        await client.upsert(f"{prefix}{collection.value}", points=[
-            models.PointStruct(id=point_id(r), vector=np.asarray(r.vector, dtype=np.float32).tolist(), payload=to_payload(r))
-            for r in records
-        ], wait=True)
+        await client.upsert(
+            f"{prefix}{collection.value}",
+            points=[
+                models.PointStruct(
+                    id=point_id(r), vector=np.asarray(r.vector, dtype=np.float32).tolist(), payload=to_payload(r)
+                )
+                for r in records
+            ],
+            wait=True,
+        )
 
 
 def _as_unit(v) -> np.ndarray:
@@ -496,8 +586,11 @@ async def test_another_dim_is_refused_not_migrated(backend: str, tmp_path: Path,
     of the wrong size to it (the store would then open with neither dim), and it stays as it was."""
     rng = np.random.default_rng(9)
     events, episodes = _old_store_records(rng)
-    wrong = StoreConfig(path=tmp_path / "old", dim=DIM + 1) if backend == "edge" else StoreConfig(
-        backend="server", url=":memory:", dim=DIM + 1)
+    wrong = (
+        StoreConfig(path=tmp_path / "old", dim=DIM + 1)
+        if backend == "edge"
+        else StoreConfig(backend="server", url=":memory:", dim=DIM + 1)
+    )
     client, other = AsyncQdrantClient(location=":memory:"), AsyncQdrantClient(location=":memory:")
     try:
         if backend == "edge":
@@ -542,15 +635,20 @@ def test_the_reindex_command_upgrades_an_old_store_for_the_recall_command(tmp_pa
     import sys
 
     rng = np.random.default_rng(3)
-    texts = ["we talked about the weather", "then Zorblax showed up at the harbour", "and we had coffee",
-             "later I took the train home"]
+    texts = [
+        "we talked about the weather",
+        "then Zorblax showed up at the harbour",
+        "and we had coffee",
+        "later I took the train home",
+    ]
     events = [EventPoint("t1", "u1", "s1", f"e{i}", float(i), text, unit(rng, 384)) for i, text in enumerate(texts)]
     _write_old_edge(tmp_path / "state" / "qdrant-edge", events, [sealed(events, 0)], dim=384)
     env = {**os.environ, "MEMSTREAM_WORKER__STATE_DIR": str(tmp_path / "state")}
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env, capture_output=True, text=True,
-                              timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "memstream.cli", *args], env=env, capture_output=True, text=True, timeout=120
+        )
 
     refused = cli("recall", "Who showed up at the harbour?", "--tenant", "t1", "--json")
     assert refused.returncode == 2 and "memstream store reindex" in refused.stderr, refused

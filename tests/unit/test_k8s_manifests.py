@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from streams.settings import KafkaSettings, Settings, WorkerSettings
+from memstream.agents.settings import KafkaSettings, Settings, WorkerSettings
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 K8S_VERSION = "1.33"
@@ -38,8 +38,13 @@ KAFKA, WORKER = KafkaSettings(), WorkerSettings()
 
 def test_every_manifest_has_api_version_kind_and_name():
     docs = _all()
-    assert {name for name, _ in docs} >= {"configmap.yaml", "deployment.yaml", "secret.example.yaml",
-                                           "keda-scaledobject.yaml", "kustomization.yaml"}
+    assert {name for name, _ in docs} >= {
+        "configmap.yaml",
+        "deployment.yaml",
+        "secret.example.yaml",
+        "keda-scaledobject.yaml",
+        "kustomization.yaml",
+    }
     for name, doc in docs:
         assert doc.get("apiVersion") == "v1" or "/" in str(doc.get("apiVersion")), name
         assert isinstance(doc.get("kind"), str), name

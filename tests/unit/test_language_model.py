@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.language_model import BOS_ID, LanguageModel, LanguageModelConfig
+from memstream.models.language_model import BOS_ID, LanguageModel, LanguageModelConfig
 
 SENTENCES = (
     "The quick brown fox jumps over the lazy dog.",
@@ -46,10 +46,10 @@ def test_tokenizer_matches_the_model_vocabulary(q8: LanguageModel) -> None:
 
 @pytest.mark.slow
 def test_fp32_matches_numpy_reference(fp32: LanguageModel) -> None:
-    from models.assets import SMOLLM2, asset_path
-    from models.gguf_llama import read_gguf
-    from models.language_model import GGUF_MEMBER
-    from models.onnx_llama import reference_nll
+    from memstream.models.assets import SMOLLM2, asset_path
+    from memstream.models.gguf_llama import read_gguf
+    from memstream.models.language_model import GGUF_MEMBER
+    from memstream.models.onnx_llama import reference_nll
 
     config, weights = read_gguf(asset_path(SMOLLM2, GGUF_MEMBER))
     texts = [fp32.tokenize(s) for s in SENTENCES]
@@ -89,7 +89,9 @@ def test_repeating_the_context_is_less_surprising(variant: str, fp32: LanguageMo
 
 def test_batching_equals_one_by_one(q8: LanguageModel) -> None:
     texts = [q8.tokenize(s) for s in SENTENCES]
-    requests = [(texts[i - 1] if i else [], texts[i]) for i in range(len(texts))] + [(texts[0], [])] + [([], texts[1][:1])]
+    requests = (
+        [(texts[i - 1] if i else [], texts[i]) for i in range(len(texts))] + [(texts[0], [])] + [([], texts[1][:1])]
+    )
     one_by_one = [q8.nll([r])[0] for r in requests]
     small = LanguageModel(LanguageModelConfig(variant="q8", provider="cpu", max_batch_tokens=64))
     for batched in (q8.nll(requests), small.nll(requests)):  # one call; several calls of ≤ 64 padded tokens
@@ -126,7 +128,7 @@ def test_graph_zeroes_first_and_padded_positions(q8: LanguageModel) -> None:
 def test_models_build_command_builds_the_lm(q8: LanguageModel) -> None:
     from typer.testing import CliRunner
 
-    from streams.cli.models import app
+    from memstream.cli.models import app
 
     result = CliRunner().invoke(app, ["build", "--variant", "fp32", "--lm-variant", "q8"])
     assert result.exit_code == 0, result.output

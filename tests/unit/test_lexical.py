@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.event_context import context_vectors, context_weights
-from models.lexical import LexicalConfig, LexicalEncoder, SparseVector, add_sparse
-from models.recall import within_budget
+from memstream.models.event_context import context_vectors, context_weights
+from memstream.models.lexical import LexicalConfig, LexicalEncoder, SparseVector, add_sparse
+from memstream.models.recall import within_budget
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +60,11 @@ def test_term_ids_are_deterministic_across_instances_and_processes(enc: LexicalE
     assert other.query(text) == enc.query(text)
     assert all(0 <= i < 2**32 for i in enc.document(text).indices)
     # ids are persisted in the store: a process with another hash seed must compute the same ones
-    script = "from models.lexical import LexicalEncoder; print(*LexicalEncoder().document(%r).indices)" % text
+    script = f"from memstream.models.lexical import LexicalEncoder; print(*LexicalEncoder().document({text!r}).indices)"
     env = dict(os.environ, PYTHONHASHSEED="12345")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True,
-                         cwd=os.getcwd(), timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True, cwd=os.getcwd(), timeout=60
+    )
     assert [int(i) for i in out.stdout.split()] == list(enc.document(text).indices)
 
 
@@ -274,7 +275,12 @@ def test_within_budget_properties(hm, turns: int, budget: int):
 def test_within_budget_by_hand():
     mates = {"a": ["a1", "a2", "a3"], "b": ["a1", "b1"], "c": []}
     assert within_budget(["a", "b", "c"], mates, 2, 10) == [
-        ("a", None), ("a1", "a"), ("a2", "a"), ("b", None), ("b1", "b"), ("c", None)
+        ("a", None),
+        ("a1", "a"),
+        ("a2", "a"),
+        ("b", None),
+        ("b1", "b"),
+        ("c", None),
     ]
     assert within_budget(["a", "b", "c"], mates, 2, 4) == [("a", None), ("a1", "a"), ("a2", "a"), ("b", None)]
     assert within_budget(["a", "b", "c"], mates, 0, 2) == [("a", None), ("b", None)]

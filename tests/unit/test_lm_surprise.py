@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from models.segmenter import SegmentationConfig, Segmenter, SessionState
-from models.surprise import LanguageModelSurprise, SurpriseContext, reduce_nll
+from memstream.models.segmenter import SegmentationConfig, Segmenter, SessionState
+from memstream.models.surprise import LanguageModelSurprise, SurpriseContext, reduce_nll
 
 
 class WordScorer:
@@ -110,8 +110,9 @@ def test_lm_surprise_finds_topic_changes(surprise: str) -> None:
 
 def test_batched_surprises_equal_one_by_one_and_survive_round_trips() -> None:
     """Sessions interleaved in batches (one model call per batch) give what pushing one by one gives."""
-    config = SegmentationConfig(surprise="blend", refine="modularity", min_len=3, warmup=3, ahead=3, graph_context=4,
-                                lm_context_tokens=9)
+    config = SegmentationConfig(
+        surprise="blend", refine="modularity", min_len=3, warmup=3, ahead=3, graph_context=4, lm_context_tokens=9
+    )
     streams = {k: topics([9, 7, 11], seed=k) for k in range(3)}
     rng = np.random.default_rng(2)
     vectors = {k: rng.normal(size=(len(t), 8)) for k, t in streams.items()}

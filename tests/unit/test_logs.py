@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from streams.logs import RepeatFilter, install_repeat_filter
+from memstream.agents.logs import RepeatFilter, install_repeat_filter
 
 
 def record(msg: str, name: str = "aiokafka", level: int = logging.ERROR, args=()) -> logging.LogRecord:
@@ -28,8 +28,10 @@ def test_a_burst_is_shown_once_then_counted() -> None:
 def test_memstreams_own_messages_always_pass() -> None:
     f = RepeatFilter(window_s=10.0, clock=lambda: 0.0)
     retry = "%s failed (attempt %d: %s); retrying in %.1fs"
-    assert all(f.filter(record(retry, name="agents.retry", level=logging.WARNING, args=("w", i, "x", 0.2)))
-               for i in range(5))
+    assert all(
+        f.filter(record(retry, name="memstream.agents.retry", level=logging.WARNING, args=("w", i, "x", 0.2)))
+        for i in range(5)
+    )
 
 
 def test_a_record_reaches_every_handler_it_is_shown_on() -> None:

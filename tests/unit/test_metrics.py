@@ -15,12 +15,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from faust.types import TP
 from prometheus_client.parser import text_string_to_metric_families
 
-from agents import metrics as metrics_module
-from agents.metrics import CONTENT_TYPE, Metrics, consumer_lag, new_scores
-from agents.runtime import Runtime
-from models.segmenter import SegmentationConfig, Segmenter, SessionState
-from streams.app import _topics, create_app
-from streams.settings import Settings
+from memstream.agents import metrics as metrics_module
+from memstream.agents.app import _topics, create_app
+from memstream.agents.metrics import CONTENT_TYPE, Metrics, consumer_lag, new_scores
+from memstream.agents.runtime import Runtime
+from memstream.agents.settings import Settings
+from memstream.models.segmenter import SegmentationConfig, Segmenter, SessionState
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -67,8 +67,7 @@ def test_recording_helpers_show_in_exposition():
 def test_registries_are_per_instance():
     a, b = Metrics(), Metrics()  # two apps in one process must not clash on metric names
     a.received("embed")
-    assert ("memstream_events_total", (("outcome", "in"), ("stage", "embed"))) not in _samples(
-        b.exposition().decode())
+    assert ("memstream_events_total", (("outcome", "in"), ("stage", "embed"))) not in _samples(b.exposition().decode())
 
 
 def test_set_lag_replaces_series():
@@ -118,8 +117,13 @@ async def test_create_app_serves_metrics(settings):
     assert status == 200
     assert content_type == CONTENT_TYPE
     names = {family.name for family in text_string_to_metric_families(text)}
-    assert {"memstream_events", "memstream_embed_batch_seconds", "memstream_consumer_lag",
-            "memstream_store_seconds", "memstream_episode_events"} <= names
+    assert {
+        "memstream_events",
+        "memstream_embed_batch_seconds",
+        "memstream_consumer_lag",
+        "memstream_store_seconds",
+        "memstream_episode_events",
+    } <= names
 
 
 async def test_metrics_view_serves_what_agents_record(settings):
@@ -135,10 +139,19 @@ async def test_metrics_view_serves_what_agents_record(settings):
 
 
 def test_grafana_dashboard_queries_only_exported_metrics():
-    dashboard = json.loads((Path(__file__).resolve().parents[2] / "deploy/grafana/memstream-dashboard.json").read_text())
-    exported = {f"{family.name}{suffix}" for family in Metrics().registry.collect()
-                for suffix in ("", "_total", "_bucket", "_sum", "_count")}
-    queried = {name for panel in dashboard["panels"] for target in panel["targets"]
-               for name in re.findall(r"memstream_[a-z_]+", target["expr"])}
+    dashboard = json.loads(
+        (Path(__file__).resolve().parents[2] / "deploy/grafana/memstream-dashboard.json").read_text()
+    )
+    exported = {
+        f"{family.name}{suffix}"
+        for family in Metrics().registry.collect()
+        for suffix in ("", "_total", "_bucket", "_sum", "_count")
+    }
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"memstream_[a-z_]+", target["expr"])
+    }
     assert queried and queried <= exported, queried - exported
     assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.compensation import weighted_estimate
-from models.race_sketch import RaceSketch, SimHash
+from memstream.models.compensation import weighted_estimate
+from memstream.models.race_sketch import RaceSketch, SimHash
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -31,7 +31,7 @@ def test_simhash_buckets() -> None:
     key = _unit(np.arange(1.0, 9.0))
     b = h.buckets(key)
     assert b.shape == (5,) and b.dtype == np.int64
-    assert ((0 <= b) & (b < 64)).all()
+    assert ((b >= 0) & (b < 64)).all()
     assert np.array_equal(b, SimHash(8, 5, 6, seed=3).buckets(key))  # deterministic by seed
     assert np.array_equal(h.buckets(2.5 * key), b)  # scale-free: only the direction matters
     many = h.buckets_many(np.stack([key, -key]))
@@ -114,7 +114,7 @@ def test_bytes_round_trip() -> None:
     assert r.estimate(q) == s.estimate(q)
     r.add(q, 1.0, 0.0)  # the restored sketch keeps working
     assert r.written == s.written + 1
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):
         RaceSketch.from_bytes(b"not a sketch")
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from qdrant_client import AsyncQdrantClient
 
-from agents.store import EdgeStore, EpisodePoint, EventPoint, MemoryStore, ServerStore, StoreConfig, recall
-from models.recall import Selected, neighbour_keys, select_contiguous
+from memstream.agents.store import EdgeStore, EpisodePoint, EventPoint, MemoryStore, ServerStore, StoreConfig, recall
+from memstream.models.recall import Selected, neighbour_keys, select_contiguous
 
 # -- pure selection ----------------------------------------------------------------------------------------
 
@@ -48,15 +48,20 @@ def test_neighbour_keys_skip_other_hits_and_dedupe():
 
 def test_select_orders_in_time_and_marks_neighbours():
     hits = [(ep("a", 5), 0.9), (ep("b", 1, start=12.0), 0.6)]  # given best first, not in time order
-    lookup = {("a", 4): ep("a", 4), ("a", 6): ep("a", 6), ("b", 0): ep("b", 0, start=3.0), ("b", 2): ep("b", 2, start=30.0)}
+    lookup = {
+        ("a", 4): ep("a", 4),
+        ("a", 6): ep("a", 6),
+        ("b", 0): ep("b", 0, start=3.0),
+        ("b", 2): ep("b", 2, start=30.0),
+    }
     got = select_contiguous(hits, lookup, 1)
     assert keys(got) == [
-        ("b", 0, None, 0.6),   # ts 3
-        ("b", 1, 0.6, 0.6),    # ts 12
-        ("b", 2, None, 0.6),   # ts 30
-        ("a", 4, None, 0.9),   # ts 40
-        ("a", 5, 0.9, 0.9),    # ts 50
-        ("a", 6, None, 0.9),   # ts 60
+        ("b", 0, None, 0.6),  # ts 3
+        ("b", 1, 0.6, 0.6),  # ts 12
+        ("b", 2, None, 0.6),  # ts 30
+        ("a", 4, None, 0.9),  # ts 40
+        ("a", 5, 0.9, 0.9),  # ts 50
+        ("a", 6, None, 0.9),  # ts 60
     ]
     assert [s.is_hit for s in got] == [False, True, False, False, True, False]
 
@@ -89,7 +94,9 @@ def test_select_skips_missing_neighbours_and_dedupes_hits():
 def test_select_breaks_time_ties_by_session_then_index():
     hits = [(ep("b", 1, start=5.0), 0.5), (ep("a", 2, start=5.0), 0.4), (ep("a", 1, start=5.0), 0.3)]
     assert [(s.episode.session_id, s.episode.episode_index) for s in select_contiguous(hits, {}, 0)] == [
-        ("a", 1), ("a", 2), ("b", 1)
+        ("a", 1),
+        ("a", 2),
+        ("b", 1),
     ]
 
 
@@ -113,10 +120,22 @@ async def _fill(store: MemoryStore, tenant: str) -> None:
             start = t0 + 100.0 * k
             for j, event_id in enumerate(ids):
                 # stored out of time order on purpose: recall sorts each episode's events by ts
-                events.append(EventPoint(tenant, user, session, event_id, start + 10.0 * (2 - j), f"{event_id} text",
-                                         _topic(base_topic + k), episode_index=k, role="user" if j % 2 else "assistant"))
-            episodes.append(EpisodePoint(tenant, user, session, k, start, start + 20.0, ids, _topic(base_topic + k),
-                                         state="sealed"))
+                events.append(
+                    EventPoint(
+                        tenant,
+                        user,
+                        session,
+                        event_id,
+                        start + 10.0 * (2 - j),
+                        f"{event_id} text",
+                        _topic(base_topic + k),
+                        episode_index=k,
+                        role="user" if j % 2 else "assistant",
+                    )
+                )
+            episodes.append(
+                EpisodePoint(tenant, user, session, k, start, start + 20.0, ids, _topic(base_topic + k), state="sealed")
+            )
         await store.upsert_events(events)
         await store.upsert_episodes(episodes)
 
@@ -155,8 +174,12 @@ async def test_recall_two_hits_merge_and_order_in_time(filled: MemoryStore):
     query = _topic(14) + 0.9 * _topic(1)  # bob's episode 4 (t=1400), alice's episode 1 (t=100)
     result = await recall(filled, query, "acme", k_s=2, k_c=1)
     assert _summary(result) == [
-        ("sa", 0, False), ("sa", 1, True), ("sa", 2, False),
-        ("sb", 3, False), ("sb", 4, True), ("sb", 5, False),
+        ("sa", 0, False),
+        ("sa", 1, True),
+        ("sa", 2, False),
+        ("sb", 3, False),
+        ("sb", 4, True),
+        ("sb", 5, False),
     ]
     assert [r.start_ts for r in result] == sorted(r.start_ts for r in result)
     # first/last episode of a session: only the neighbour that exists

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.refinement import best_split, refine_boundaries, similarity_graph, split_scores
+from memstream.models.refinement import best_split, refine_boundaries, similarity_graph, split_scores
 
 
 def blocks(sizes: list[int], inside: float = 1.0, across: float = 0.1, noise: float = 0.0, seed: int = 0) -> np.ndarray:

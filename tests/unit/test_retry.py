@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.retry import until_done
+from memstream.agents.retry import until_done
 
 
 async def test_transient_failures_are_retried_until_success():

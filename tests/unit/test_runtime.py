@@ -8,8 +8,8 @@ import threading
 
 import numpy as np
 
-from agents.runtime import Runtime
-from streams.settings import Settings
+from memstream.agents.runtime import Runtime
+from memstream.agents.settings import Settings
 
 
 def _runtime(calls: list[list[str]], gate: threading.Event) -> Runtime:

@@ -6,8 +6,8 @@ import asyncio
 
 import numpy as np
 
-from agents.session_store import Session, SessionStore
-from models.segmenter import Segmenter, SessionState
+from memstream.agents.session_store import Session, SessionStore
+from memstream.models.segmenter import Segmenter, SessionState
 
 
 class _Signal:
@@ -29,7 +29,7 @@ class _App:
         self.on_partitions_revoked = _Signal()
         self.on_partitions_assigned = _Signal()
 
-    def Table(self, name: str, **_: object) -> dict:  # noqa: N802 - Faust's name
+    def Table(self, name: str, **_: object) -> dict:
         return self.tables.setdefault(name, {})
 
 

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from qdrant_client import AsyncQdrantClient
 
-from agents.store import (
+from memstream.agents.store import (
     Collection,
     EdgeStore,
     EpisodePoint,
@@ -37,7 +37,7 @@ from agents.store import (
     event_point_id,
     make_store,
 )
-from agents.store.ids import _point_id, reference_point_id
+from memstream.agents.store.ids import _point_id, reference_point_id
 from tests.unit.stores import BACKENDS, backend_store, empty_edge_template, fresh_store
 
 DIM = 16
@@ -156,8 +156,19 @@ async def test_replay_overwrites_never_duplicates(store: MemoryStore, rng):
 
 async def test_event_fields_round_trip(store: MemoryStore, rng):
     v = unit(rng)
-    e = EventPoint("t", "u", "s", "e1", 12.5, "hello", v, episode_index=None, role="assistant", kind="tool_call",
-                   attributes={"lang": "en", "n": 3, "ok": True, "x": None})
+    e = EventPoint(
+        "t",
+        "u",
+        "s",
+        "e1",
+        12.5,
+        "hello",
+        v,
+        episode_index=None,
+        role="assistant",
+        kind="tool_call",
+        attributes={"lang": "en", "n": 3, "ok": True, "x": None},
+    )
     await store.upsert_events([e])
     (got,) = await store.events_by_ids("t", ["e1"], with_vectors=True)
     assert got == e  # vectors are not compared
@@ -166,12 +177,14 @@ async def test_event_fields_round_trip(store: MemoryStore, rng):
 
 async def test_search_episodes_filters(store: MemoryStore, rng):
     q = unit(rng)
-    await store.upsert_episodes([
-        episode("t", "alice", "s1", 0, q, start=0.0),     # [0, 5]
-        episode("t", "alice", "s1", 1, q, start=10.0),    # [10, 15]
-        episode("t", "bob", "s2", 0, q, start=20.0),      # [20, 25]
-        episode("t2", "alice", "s1", 0, q, start=0.0),
-    ])
+    await store.upsert_episodes(
+        [
+            episode("t", "alice", "s1", 0, q, start=0.0),  # [0, 5]
+            episode("t", "alice", "s1", 1, q, start=10.0),  # [10, 15]
+            episode("t", "bob", "s2", 0, q, start=20.0),  # [20, 25]
+            episode("t2", "alice", "s1", 0, q, start=0.0),
+        ]
+    )
 
     async def keys(**kw):
         hits = await store.search_episodes(q, tenant_id="t", limit=10, **kw)
@@ -224,10 +237,12 @@ async def test_search_errors_by_model_version(store: MemoryStore, rng):
 
 
 async def test_delete_errors_criteria(store: MemoryStore, rng):
-    await store.upsert_errors([error("t", "u", f"f{i}", unit(rng), "v1" if i < 4 else "v2", ts=float(i)) for i in range(8)])
+    await store.upsert_errors(
+        [error("t", "u", f"f{i}", unit(rng), "v1" if i < 4 else "v2", ts=float(i)) for i in range(8)]
+    )
     await store.upsert_errors([error("t2", "u", f"f{i}", unit(rng), "v1", ts=float(i)) for i in range(8)])
     assert await store.delete_errors("t", event_ids=["f0", "nope"]) == 1
-    assert await store.delete_errors("t", before=2.0) == 1            # f1 (f0 already gone)
+    assert await store.delete_errors("t", before=2.0) == 1  # f1 (f0 already gone)
     assert await store.delete_errors("t", except_model_version="v2") == 2  # f2, f3
     assert await store.delete_errors("t", event_ids=[]) == 0
     assert await store.count("errors", "t") == 4
@@ -252,7 +267,9 @@ async def test_trim_errors_keeps_newest(store: MemoryStore, rng):
 async def test_forget_removes_user_everywhere(store: MemoryStore, rng):
     for tenant in ("t", "t2"):
         for user in ("alice", "bob"):
-            await store.upsert_events([event(tenant, user, f"{user}-s", f"{user}-e{i}", i, unit(rng)) for i in range(3)])
+            await store.upsert_events(
+                [event(tenant, user, f"{user}-s", f"{user}-e{i}", i, unit(rng)) for i in range(3)]
+            )
             await store.upsert_episodes([episode(tenant, user, f"{user}-s", i, unit(rng)) for i in range(2)])
             await store.upsert_errors([error(tenant, user, f"{user}-f{i}", unit(rng)) for i in range(4)])
     assert await store.forget("t", "alice") == 3 + 2 + 4
@@ -409,7 +426,7 @@ async def test_edge_survives_close_and_reopen(tmp_path: Path, rng):
 
 
 async def test_edge_refuses_another_dim_and_compacts_offline(tmp_path: Path, rng, empty_edge: Path):
-    from agents.store.edge import compact_offline
+    from memstream.agents.store.edge import compact_offline
 
     path = tmp_path / "edge"
     shutil.copytree(empty_edge, path)
@@ -442,7 +459,7 @@ def test_edge_keeps_writes_through_a_hard_exit(tmp_path: Path):
     script = textwrap.dedent(
         f"""
         import asyncio, os, numpy as np
-        from agents.store import EdgeStore, EventPoint, StoreConfig
+        from memstream.agents.store import EdgeStore, EventPoint, StoreConfig
         async def main():
             s = EdgeStore(StoreConfig(path={str(path)!r}, dim={DIM}))
             await s.open()

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from models.surprise import (
+from memstream.models.surprise import (
     DiagonalGaussianSurprise,
     SurpriseContext,
     SurpriseModel,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streams.table_state import MARK, bind_to_cluster
+from memstream.agents.table_state import MARK, bind_to_cluster
 
 
 def _tables(state_dir: Path) -> Path:

@@ -7,8 +7,9 @@ import json
 
 import typer
 
-app = typer.Typer(help="Memory store maintenance (stop the workers that own the embedded store first).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Memory store maintenance (stop the workers that own the embedded store first).", no_args_is_help=True
+)
 
 
 @app.callback()
@@ -23,15 +24,16 @@ def reindex(
     """Give every event the hybrid-search vectors of this version: a store written by an older memstream
     gains its lexical and context vectors (nothing is dropped: every point keeps its id, payload and
     embedding); run it again after changing MEMSTREAM_STORE__LEXICAL__* or MEMSTREAM_RECALL__CONTEXT_BETA."""
-    from agents.store import StoreError, make_store
-    from streams.settings import get_settings
+    from memstream.agents.settings import get_settings
+    from memstream.agents.store import StoreError, make_store
 
     settings = get_settings()
 
     async def work() -> dict[str, int]:
         async with make_store(settings.store, state_dir=settings.worker.state_dir, migrate=True) as st:
             return await st.reindex_events(
-                settings.recall.context_beta, page=page, progress=lambda m: typer.echo(m, err=True))
+                settings.recall.context_beta, page=page, progress=lambda m: typer.echo(m, err=True)
+            )
 
     try:
         result = asyncio.run(work())

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from deploy.kafka import KafkaLocalError, LocalKafka
+from memstream.deploy.kafka import KafkaLocalError, LocalKafka
 
 app = typer.Typer(help="Run a local Apache Kafka 4.x broker (KRaft, one node, jars from Maven Central).")
 

@@ -3,9 +3,9 @@
 One query from the options, or many from a JSON Lines file of CompensateRequest objects (sent as one
 batch, so their texts are embedded together):
 
-    python -m streams.cli.compensate --tenant acme --user alice --model-version v1 --y-base 0.2 \\
+    python -m memstream.cli.compensate --tenant acme --user alice --model-version v1 --y-base 0.2 \\
         --text "a starship lost near a black hole"
-    python -m streams.cli.compensate --queries queries.jsonl --json
+    python -m memstream.cli.compensate --queries queries.jsonl --json
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from streams.settings import get_settings
+from memstream.agents.settings import get_settings
 
 __all__ = ["compensate_cmd"]
 
@@ -39,8 +39,9 @@ def _vector(raw: str | None) -> list[float] | None:
 
 
 def _post(url: str, body: Any, timeout: float) -> Any:
-    request = urllib.request.Request(url, data=orjson.dumps(body), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=orjson.dumps(body), method="POST", headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return orjson.loads(response.read())
@@ -58,8 +59,14 @@ def _print(results: list[dict[str, Any]]) -> None:
     for column in ("user", "y_base", "y", "y_err", "support", "backend"):
         table.add_column(column, justify="left" if column in ("user", "backend") else "right")
     for r in results:
-        table.add_row(r.get("user_id", ""), f"{r['y_base']:.4f}", f"{r['y']:.4f}", f"{r['y_err']:+.4f}",
-                      f"{r['support']:.2f}", r["backend"])
+        table.add_row(
+            r.get("user_id", ""),
+            f"{r['y_base']:.4f}",
+            f"{r['y']:.4f}",
+            f"{r['y_err']:+.4f}",
+            f"{r['support']:.2f}",
+            r["backend"],
+        )
     Console().print(table)
 
 
@@ -91,13 +98,28 @@ def compensate_cmd(
         results = _post(url, {"queries": batch}, timeout)["results"]
         users = [q.get("user_id", "") if isinstance(q, dict) else "" for q in batch]
     else:
-        missing = [name for name, value in (("--tenant", tenant), ("--user", user), ("--model-version", model_version),
-                                            ("--y-base", y_base)) if value is None]
+        missing = [
+            name
+            for name, value in (
+                ("--tenant", tenant),
+                ("--user", user),
+                ("--model-version", model_version),
+                ("--y-base", y_base),
+            )
+            if value is None
+        ]
         if missing or (text is None and vector is None):
-            raise typer.BadParameter(f"give {', '.join(missing) or 'features'} (and --text and/or --vector), "
-                                     "or --queries FILE")
-        body = {"tenant_id": tenant, "user_id": user, "model_version": model_version, "y_base": y_base,
-                "features": {"text": text, "vector": _vector(vector)}, "backend": backend}
+            raise typer.BadParameter(
+                f"give {', '.join(missing) or 'features'} (and --text and/or --vector), or --queries FILE"
+            )
+        body = {
+            "tenant_id": tenant,
+            "user_id": user,
+            "model_version": model_version,
+            "y_base": y_base,
+            "features": {"text": text, "vector": _vector(vector)},
+            "backend": backend,
+        }
         results = [_post(url, body, timeout)]
         users = [user or ""]
     if json_out:

@@ -7,6 +7,8 @@ import sys
 import orjson
 import typer
 
+from memstream.cli.source_tree import bench_module
+
 app = typer.Typer(help="Benchmarks (JSON with --json).", no_args_is_help=True)
 
 
@@ -18,9 +20,7 @@ def bench_pipeline(
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Publish → indexed throughput (1 and 2 workers), latency at half the max rate, vs the embedder alone."""
-    from bench.pipeline import run
-
-    result = run(events, sessions, partitions)
+    result = bench_module("pipeline").run(events, sessions, partitions)
     if json_out:
         sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:

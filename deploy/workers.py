@@ -10,8 +10,8 @@ import sys
 import uuid
 from pathlib import Path
 
-from streams.admin import delete_topics, ensure_topics
-from streams.settings import KafkaSettings
+from memstream.streams.admin import delete_topics, ensure_topics
+from memstream.streams.settings import KafkaSettings
 
 
 def free_ports(count: int) -> list[int]:
@@ -59,16 +59,24 @@ class Deployment:
         topics, which carry its app id. Stop its workers first."""
         return await delete_topics(self.kafka, lambda name: name.startswith(self.prefix) or self.app_id in name)
 
-    def start_worker(self, name: str = "w1", stages: str = "", loglevel: str | None = None, **env: str) -> subprocess.Popen:
+    def start_worker(
+        self, name: str = "w1", stages: str = "", loglevel: str | None = None, **env: str
+    ) -> subprocess.Popen:
         """Start `memstream worker` with its own state dir and web port (see ``ports[name]``)."""
         state = self.root / name
         state.mkdir(parents=True, exist_ok=True)
         port = int(env.get("MEMSTREAM_WORKER__WEB_PORT") or free_port())
         self.ports[name] = port
-        full_env = {**os.environ, **self.env, "MEMSTREAM_WORKER__STATE_DIR": str(state),
-                    "MEMSTREAM_WORKER__WEB_PORT": str(port), "PYTHONUNBUFFERED": "1", **env}
+        full_env = {
+            **os.environ,
+            **self.env,
+            "MEMSTREAM_WORKER__STATE_DIR": str(state),
+            "MEMSTREAM_WORKER__WEB_PORT": str(port),
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
         level = loglevel or os.environ.get("MEMSTREAM_TEST_WORKER_LOGLEVEL", "warning")
-        cmd = [sys.executable, "-m", "streams.cli", "worker", "--loglevel", level]
+        cmd = [sys.executable, "-m", "memstream.cli", "worker", "--loglevel", level]
         if stages:
             cmd += ["--stages", stages]
         with open(self.root / f"{name}.log", "ab") as log:

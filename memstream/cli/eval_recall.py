@@ -7,25 +7,28 @@ from pathlib import Path
 
 import typer
 
+from memstream.cli.source_tree import bench_module
+
 
 def eval_recall(
-    input: Path = typer.Option(  # noqa: A002 - the option is called --input
-        Path("../shared/data/locomo-dev.jsonl"), "--input",
+    input: Path = typer.Option(
+        Path("../shared/data/locomo-dev.jsonl"),
+        "--input",
         help="JSONL of type=event and type=question records (LoCoMo format, see ../shared/data/README.md)",
-        exists=True, dir_okay=False,
+        exists=True,
+        dir_okay=False,
     ),
     budgets: str = typer.Option("5,10,20,50", "--budgets", help="comma-separated budgets B (events returned)"),
     through_kafka: bool = typer.Option(
-        False, "--through-kafka", help="publish to the broker (MEMSTREAM_KAFKA__BOOTSTRAP), run a worker, ask its "
-        "HTTP API: the end-to-end number (several minutes)"),
+        False,
+        "--through-kafka",
+        help="publish to the broker (MEMSTREAM_KAFKA__BOOTSTRAP), run a worker, ask its "
+        "HTTP API: the end-to-end number (several minutes)",
+    ),
     json_out: bool = typer.Option(False, "--json", help="print the full result as JSON"),
 ) -> None:
     """Recall of the questions' evidence among the first B events: memstream against dense, BM25 and RRF."""
-    try:
-        from bench.eval_recall import run
-    except ModuleNotFoundError as exc:
-        raise typer.BadParameter(
-            f"the evaluation needs a source checkout with bench/ and the [eval] extra ({exc})") from exc
+    run = bench_module("eval_recall", extra="eval").run
     try:
         chosen = [int(b) for b in budgets.split(",") if b.strip()]
         result = run(input, chosen, through_kafka=through_kafka)

@@ -11,12 +11,12 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from streams.admin import cluster_id, ensure_topics
-from streams.client import Publisher, subscribe
-from streams.codec import InvalidRecord, decode
-from streams.contracts import FeedbackEvent, InteractionEvent
-from streams.settings import get_settings
-from streams.table_state import bind_to_cluster
+from memstream.agents.settings import get_settings
+from memstream.agents.table_state import bind_to_cluster
+from memstream.streams.admin import cluster_id, ensure_topics
+from memstream.streams.client import Publisher, subscribe
+from memstream.streams.codec import InvalidRecord, decode
+from memstream.streams.contracts import FeedbackEvent, InteractionEvent
 
 err = Console(stderr=True)
 
@@ -28,7 +28,7 @@ def worker(
     loglevel: str = typer.Option("info", help="Log level."),
 ) -> None:
     """Run a memstream worker (Faust) until interrupted."""
-    from streams.app import create_app
+    from memstream.agents.app import create_app
 
     worker_class = _quiet_worker_class()
 
@@ -42,14 +42,16 @@ def worker(
     loop.run_until_complete(ensure_topics(settings.kafka))
     chosen = tuple(s.strip() for s in stages.split(",") if s.strip()) or None
     app = create_app(settings, stages=chosen)
-    bind_to_cluster(settings.worker.state_dir, Path(app.conf.tabledir), loop.run_until_complete(cluster_id(settings.kafka)))
+    bind_to_cluster(
+        settings.worker.state_dir, Path(app.conf.tabledir), loop.run_until_complete(cluster_id(settings.kafka))
+    )
     worker_class(app, loglevel=loglevel, loop=loop).execute_from_commandline()
 
 
 def _quiet_worker_class():
     from faust.worker import Worker
 
-    from streams.logs import install_repeat_filter
+    from memstream.agents.logs import install_repeat_filter
 
     class QuietWorker(Worker):
         """Faust's worker without its terminal spinner: the spinner sets the root logger to DEBUG, so every

@@ -8,8 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 
-
-OWN_LOGGERS = ("agents", "streams", "models", "deploy", "bench")
+OWN_LOGGERS = ("memstream", "bench")
 
 
 class RepeatFilter(logging.Filter):
@@ -17,8 +16,9 @@ class RepeatFilter(logging.Filter):
     ``window_s`` seconds, then let the next one through with ``(N similar suppressed)`` appended. Records
     of the loggers under ``exempt`` (memstream's own) always pass."""
 
-    def __init__(self, window_s: float = 10.0, clock: Callable[[], float] = time.monotonic,
-                 exempt: tuple[str, ...] = OWN_LOGGERS) -> None:
+    def __init__(
+        self, window_s: float = 10.0, clock: Callable[[], float] = time.monotonic, exempt: tuple[str, ...] = OWN_LOGGERS
+    ) -> None:
         super().__init__()
         self.window_s = window_s
         self.exempt = exempt

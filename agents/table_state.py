@@ -28,7 +28,11 @@ def bind_to_cluster(state_dir: Path, tabledir: Path, cluster_id: str) -> bool:
     if previous is not None and previous != cluster_id and tabledir.exists():
         log.warning(
             "local tables in %s came from Kafka cluster %s, the broker now is cluster %s: dropping them "
-            "(they are rebuilt from this cluster's changelogs)", tabledir, previous, cluster_id)
+            "(they are rebuilt from this cluster's changelogs)",
+            tabledir,
+            previous,
+            cluster_id,
+        )
         shutil.rmtree(tabledir)
         dropped = True
     if previous != cluster_id:

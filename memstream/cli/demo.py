@@ -14,9 +14,9 @@ import orjson
 import typer
 from rich.console import Console
 
-from streams.client import Publisher, subscribe
-from streams.contracts import InteractionEvent, MemoryUpdate
-from streams.settings import get_settings
+from memstream.agents.settings import get_settings
+from memstream.streams.client import Publisher, subscribe
+from memstream.streams.contracts import InteractionEvent, MemoryUpdate
 
 out = Console()
 
@@ -26,7 +26,7 @@ QUERY = "Which rail pass should I buy for my trip?"
 
 
 def _sample(session_id: str) -> list[InteractionEvent]:
-    text = resources.files("streams.samples").joinpath(SAMPLE).read_text()
+    text = resources.files("memstream.cli").joinpath("samples", SAMPLE).read_text()
     events = []
     for line in text.splitlines():
         data = orjson.loads(line)
@@ -34,14 +34,23 @@ def _sample(session_id: str) -> list[InteractionEvent]:
         data["event_id"] = f"{session_id}-{data['event_id']}"
         events.append(InteractionEvent.model_validate(data))
     last = events[-1]
-    events.append(last.model_copy(update={"event_id": f"{session_id}-end", "kind": "session_end", "text": "",
-                                          "role": "system", "ts": last.ts + 1}))
+    events.append(
+        last.model_copy(
+            update={
+                "event_id": f"{session_id}-end",
+                "kind": "session_end",
+                "text": "",
+                "role": "system",
+                "ts": last.ts + 1,
+            }
+        )
+    )
     return events
 
 
 def _ensure_broker(bootstrap: str) -> None:
-    from deploy.kafka import LocalKafka
-    from deploy.kafka.process import port_open
+    from memstream.deploy.kafka import LocalKafka
+    from memstream.deploy.kafka.process import port_open
 
     host, _, port = bootstrap.split(",")[0].rpartition(":")
     if port_open(host, int(port)):
@@ -115,8 +124,12 @@ def demo(
     env = {**os.environ, "MEMSTREAM_WORKER__STATE_DIR": str(state_dir / "state"), "PYTHONUNBUFFERED": "1"}
     out.print(f"starting a worker (log: {log_path}) …")
     with open(log_path, "ab") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"],
-                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "memstream.cli", "worker", "--loglevel", "warning"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         session_id = f"demo-{int(time.time())}"
         try:

@@ -7,21 +7,24 @@ from pathlib import Path
 
 import typer
 
+from memstream.cli.source_tree import bench_module
+
 __all__ = ["eval_compensation"]
 
 
 def eval_compensation(
     input: Path | None = typer.Option(
-        None, "--input", help="CSV/JSONL with user_id, item_id, timestamp, label (+ f_* features); "
+        None,
+        "--input",
+        help="CSV/JSONL with user_id, item_id, timestamp, label (+ f_* features); "
         "default: MovieLens-100K from the recbole wheel, label = rating >= 4.",
-        exists=True, dir_okay=False,
+        exists=True,
+        dir_okay=False,
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the full result as JSON on stdout."),
 ) -> None:
     """Train a base model on the first half (by time), replay the rest compensating from the error memory."""
-    from bench.eval_compensation import run  # heavy imports (scikit-learn) only when the command runs
-
-    result = run(input)
+    result = bench_module("eval_compensation", extra="eval").run(input)
     if json_out:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -32,8 +35,12 @@ def eval_compensation(
     table.add_column("predictor")
     table.add_column("AUC", justify="right")
     table.add_column("logloss", justify="right")
-    for name, label in (("base", "base model"), ("knn", "+ kNN memory"), ("sketch", "+ RACE sketch"),
-                        ("lambda0", "λ = 0 (must equal base)")):
+    for name, label in (
+        ("base", "base model"),
+        ("knn", "+ kNN memory"),
+        ("sketch", "+ RACE sketch"),
+        ("lambda0", "λ = 0 (must equal base)"),
+    ):
         table.add_row(label, f"{result['auc_' + name]:.4f}", f"{result['logloss_' + name]:.4f}")
     console = Console()
     console.print(table)

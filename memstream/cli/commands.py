@@ -1,10 +1,14 @@
-"""The `memstream` command line."""
+"""The `memstream` command line: every command, registered on one Typer app."""
 
 from __future__ import annotations
 
-import typer
+from memstream._extras import require
 
-from streams.cli import (
+require("worker", "the memstream command line")
+
+import typer  # noqa: E402
+
+from memstream.cli import (  # noqa: E402
     bench,
     bench_embed,
     compensate,
@@ -35,12 +39,8 @@ eval_app.command("segmentation")(eval_segmentation.eval_segmentation)
 eval_app.command("recall")(eval_recall.eval_recall)
 app.add_typer(eval_app, name="eval")
 
-bench.app.command("embed")(bench_embed.bench_embed)
+bench.app.command("embed", context_settings=bench_embed.SETTINGS)(bench_embed.bench_embed)
 app.add_typer(bench.app, name="bench")
 app.add_typer(models.app, name="models")
 app.add_typer(store.app, name="store")
 app.add_typer(kafka.app, name="kafka", help="Local Apache Kafka (KRaft, one node) from Maven Central.")
-
-
-def main() -> None:
-    app()

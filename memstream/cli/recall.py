@@ -4,7 +4,7 @@ the configured store or from a worker's HTTP API.
 With the embedded (edge) store this needs the store's directory to itself: while a worker runs, it owns
 the store, so ask the worker's HTTP ``/recall/`` instead (or use the server backend).
 
-    python -m streams.cli.recall "where did we leave the budget?" --tenant acme --user alice
+    python -m memstream.cli.recall "where did we leave the budget?" --tenant acme --user alice
 """
 
 from __future__ import annotations
@@ -18,14 +18,22 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agents.store import RecalledEpisode, RecalledEvent, StoreError, StoreLockedError, make_store, recall, recall_events
-from streams.settings import get_settings
+from memstream.agents.settings import get_settings
+from memstream.agents.store import (
+    RecalledEpisode,
+    RecalledEvent,
+    StoreError,
+    StoreLockedError,
+    make_store,
+    recall,
+    recall_events,
+)
 
 err = Console(stderr=True)
 
 
 def _when(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _print(episodes: list[RecalledEpisode]) -> None:
@@ -63,7 +71,7 @@ def _print_events(events: list[RecalledEvent]) -> None:
 
 
 async def _recall(query: str, tenant: str, user: str | None, session: str | None, asked: dict) -> list:
-    from models.embedder import Embedder
+    from memstream.models.embedder import Embedder
 
     settings = get_settings()
     chosen = settings.recall.with_request(asked["mode"], asked["budget"], asked["episode_turns"])
@@ -71,11 +79,20 @@ async def _recall(query: str, tenant: str, user: str | None, session: str | None
         embedder = await asyncio.to_thread(Embedder, settings.embedder)
         vector = (await asyncio.to_thread(embedder.embed, [query]))[0]
         if chosen.mode == "episodes":
-            return await recall(store, vector, tenant, user_id=user, session_id=session, k_s=asked["k_s"],
-                                k_c=asked["k_c"])
+            return await recall(
+                store, vector, tenant, user_id=user, session_id=session, k_s=asked["k_s"], k_c=asked["k_c"]
+            )
         return await recall_events(
-            store, vector, store.lexical.query(query), tenant, user_id=user, session_id=session,
-            budget=chosen.budget, episode_turns=chosen.episode_turns, candidates=chosen.candidates)
+            store,
+            vector,
+            store.lexical.query(query),
+            tenant,
+            user_id=user,
+            session_id=session,
+            budget=chosen.budget,
+            episode_turns=chosen.episode_turns,
+            candidates=chosen.candidates,
+        )
 
 
 async def _recall_http(worker: str, body: dict) -> list:
@@ -89,8 +106,10 @@ async def _recall_http(worker: str, body: dict) -> list:
     if data.get("mode") == "events":
         return [RecalledEvent(**e) for e in data["events"]]
     return [
-        RecalledEpisode(**{k: v for k, v in e.items() if k not in ("events", "is_hit")},
-                        events=[RecalledEvent(**ev) for ev in e["events"]])
+        RecalledEpisode(
+            **{k: v for k, v in e.items() if k not in ("events", "is_hit")},
+            events=[RecalledEvent(**ev) for ev in e["events"]],
+        )
         for e in data["episodes"]
     ]
 
@@ -101,16 +120,23 @@ def recall_cmd(
     user: str | None = typer.Option(None, "--user", help="Only this user's episodes."),
     session: str | None = typer.Option(None, "--session", help="Only this session's episodes."),
     mode: str | None = typer.Option(
-        None, "--mode", help="events (hybrid search over events; default) or episodes (two-stage episode recall)."),
+        None, "--mode", help="events (hybrid search over events; default) or episodes (two-stage episode recall)."
+    ),
     budget: int | None = typer.Option(None, "--budget", min=1, max=1000, help="Events mode: events returned at most."),
     episode_turns: int | None = typer.Option(
-        None, "--episode-turns", min=0, max=50, help="Events mode: turns of a hit's episode returned after it."),
+        None, "--episode-turns", min=0, max=50, help="Events mode: turns of a hit's episode returned after it."
+    ),
     k_s: int = typer.Option(5, "--k-s", min=1, help="Episodes mode: episodes found by similarity."),
-    k_c: int = typer.Option(1, "--k-c", min=0, help="Episodes mode: adjacent episodes added on each side of every hit."),
+    k_c: int = typer.Option(
+        1, "--k-c", min=0, help="Episodes mode: adjacent episodes added on each side of every hit."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     worker: str | None = typer.Option(
-        None, "--worker", help="Ask this worker's HTTP API (e.g. http://127.0.0.1:6066) instead of opening the "
-        "store directly; needed while a worker owns the embedded store."),
+        None,
+        "--worker",
+        help="Ask this worker's HTTP API (e.g. http://127.0.0.1:6066) instead of opening the "
+        "store directly; needed while a worker owns the embedded store.",
+    ),
 ) -> None:
     """Recall what memory holds about QUERY: events best first (default), or episodes in time order."""
     if mode not in (None, "events", "episodes"):

@@ -11,7 +11,7 @@ from faust.types import TopicT
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
-from streams.settings import Settings, get_settings
+from memstream.agents.settings import Settings, get_settings
 
 STAGES = ("embed", "segment", "index", "errors", "web", "metrics")
 """Agent modules under ``agents/`` a worker runs by default, in pipeline order."""
@@ -127,11 +127,11 @@ def create_app(settings: Settings | None = None, *, stages: tuple[str, ...] | No
         producer_linger=settings.kafka.producer_linger_ms / 1000,
     )
     topics = _topics(app, settings)
-    from agents.runtime import Runtime
+    from memstream.agents.runtime import Runtime
 
     runtime = Runtime(settings)
     for stage in stages or STAGES:
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
-        importlib.import_module(f"agents.{stage}").register(app, topics, runtime)
+        importlib.import_module(f"memstream.agents.{stage}").register(app, topics, runtime)
     return app
