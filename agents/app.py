@@ -8,9 +8,8 @@ from typing import Any
 
 import faust
 from faust.types import TopicT
-from mode.utils.objects import cached_property
-from mode.utils.queues import FlowControlEvent
 
+from memstream.agents.faust_compat import App
 from memstream.agents.settings import Settings, get_settings
 
 STAGES = ("embed", "segment", "index", "errors", "web", "metrics")
@@ -27,44 +26,6 @@ class Topics:
     feedback: TopicT
     memory_updates: TopicT
     dead_letters: TopicT
-
-
-class _FlowControl(FlowControlEvent):
-    """Faust's flow control, except that resuming a flow that is already running leaves the queues alone.
-
-    `FlowControlEvent.resume()` empties every stream queue. After a rebalance faust resumes the flow to read
-    the table changelogs; once they are read it un-pauses the stream partitions, seeks them to the committed
-    offsets and calls `resume()` again (faust 0.15.3, `Recovery.on_recovery_completed`). The fetcher is
-    already running by then, so records it delivered after that seek and that still wait in an agent's queue
-    were dropped: never processed, never acked, never fetched again, and the next commit went past them
-    (faust counts the jump in read offsets as a gap, and its head check lets one missing offset through).
-    Emptying the queues belongs to the suspended -> running step only: what was queued while suspended is
-    stale, and those partitions are sought back to their committed offsets anyway.
-    """
-
-    def resume(self) -> None:
-        if self.is_active():
-            return
-        super().resume()
-
-
-class _App(faust.App):
-    @cached_property
-    def flow_control(self) -> FlowControlEvent:
-        return _FlowControl(loop=self.loop)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.on_rebalance_complete.connect(self._hold_fetching_until_sought)
-
-    async def _hold_fetching_until_sought(self, sender: Any, **kwargs: Any) -> None:
-        """After table recovery faust resumes the stream partitions *then* seeks them to the committed
-        offsets, while the fetcher runs (it read the changelogs): what it delivered in between is fetched
-        again after the seek and processed twice (a worker started on a backlog of 10 records announced 9 of
-        them twice). faust sends this signal just before; stopping the consumer's flow here holds the
-        fetcher until faust resumes the flow right after its seek. Records it had fetched but not delivered
-        are dropped by faust and fetched again from the committed offsets, so nothing is skipped."""
-        self.consumer.stop_flow()
 
 
 def _credentials(settings: Settings) -> Any:
@@ -105,7 +66,7 @@ def create_app(settings: Settings | None = None, *, stages: tuple[str, ...] | No
     settings = settings or get_settings()
     worker = settings.worker
     worker.state_dir.mkdir(parents=True, exist_ok=True)
-    app = _App(
+    app = App(
         worker.app_id,
         broker=[f"kafka://{host}" for host in settings.kafka.bootstrap.split(",")],
         broker_credentials=_credentials(settings),

@@ -27,18 +27,16 @@ from __future__ import annotations
 
 import logging
 import math
-import weakref
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Sequence
 
 import faust
 import numpy as np
 import orjson
-from faust.streams import _current_event
 from faust.types import EventT
 
 from memstream.agents.compensate import ErrorMemoryService, service
 from memstream.agents.dead_letters import reject
+from memstream.agents.faust_compat import as_current_event
 from memstream.agents.retry import until_done
 from memstream.agents.runtime import Runtime
 from memstream.agents.store import ErrorPoint
@@ -222,20 +220,6 @@ def _point(record: FeedbackEvent, sample: ErrorSample) -> ErrorPoint:
     )
 
 
-@contextmanager
-def _in_partition_of(event: EventT) -> Iterator[None]:
-    """Make `event` the current event, so table reads and writes use its partition.
-
-    ``take_events`` hands the agent a batch outside the stream's own context (faust-streaming#497: tables
-    then refuse writes); this sets the context variable Faust reads, and only for this task.
-    """
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
-
-
 def _by_partition(items: list[tuple[EventT, FeedbackEvent, np.ndarray]]):
     groups: dict[int, list[tuple[EventT, FeedbackEvent, np.ndarray]]] = {}
     for item in items:
@@ -286,14 +270,14 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
             for partition, group in _by_partition(accepted):
                 last = group[-1][0]
                 tenants = list(dict.fromkeys(r.tenant_id for _, r, _ in group))
-                with _in_partition_of(last):
+                with as_current_event(last):
                     raw = {t: versions.get(t.encode()) for t in tenants}
                 states = {t: orjson.loads(v) for t, v in raw.items() if v}
                 with metrics.store_timer("errors_write"):
                     states = await writer.write(
                         [(r, k) for _, r, k in group], states, f"{partition}:{last.message.offset}"
                     )
-                with _in_partition_of(last):
+                with as_current_event(last):
                     for tenant in tenants:
                         versions[tenant.encode()] = orjson.dumps(states[tenant])
             metrics.sent(STAGE, len(accepted))

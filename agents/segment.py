@@ -19,15 +19,12 @@ state change happens in order inside the stream).
 from __future__ import annotations
 
 import time
-import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import faust
 import numpy as np
-from faust.streams import _current_event  # Faust's own "current event" context variable (no public setter)
 
 from memstream.agents.dead_letters import reject
+from memstream.agents.faust_compat import as_current_event
 from memstream.agents.metrics import new_scores
 from memstream.agents.runtime import Runtime
 from memstream.agents.session_store import Session, SessionStore
@@ -50,19 +47,6 @@ def _episode_record(change: EpisodeChange, event: InteractionEvent) -> EpisodeRe
         start_ts=change.start_ts,
         end_ts=change.end_ts,
     )
-
-
-@contextmanager
-def _as_current(event: faust.EventT) -> Iterator[None]:
-    """Faust writes a table key to the changelog partition and RocksDB of the task's *current event*, which
-    `take_events()` leaves unset in the agent. Make it ``event`` (the session's latest: same key, same
-    partition) for this task only. Only the context variable is set: ``Stream.current_event`` belongs to
-    the take buffer's filler, which runs beside the agent and reads it for every record it buffers."""
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
 
 
 def register(app: faust.App, topics, runtime: Runtime) -> None:
@@ -142,7 +126,7 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
             for key, (event, record) in {**replayed, **latest}.items():
                 session = sessions_now[key]
                 open_events = len(session.state) if record.kind not in CONTROL_KINDS else 0
-                with _as_current(event):
+                with as_current_event(event):
                     if key in latest:
                         store.save(key, session, generation)
                     activity[key] = f"{now:.3f}|{record.user_id}|{open_events}".encode()
