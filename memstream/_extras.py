@@ -7,6 +7,7 @@ instead of a ModuleNotFoundError from deep inside a dependency.
 
 from __future__ import annotations
 
+import sys
 from importlib.util import find_spec
 
 EXTRAS: dict[str, tuple[str, ...]] = {
@@ -33,7 +34,7 @@ class MissingExtra(ImportError):
 
 def missing(extra: str) -> list[str]:
     """The import names of `extra`'s packages that are not installed."""
-    return [name for name in EXTRAS[extra] if find_spec(name) is None]
+    return [name for name in EXTRAS[extra] if name not in sys.modules and find_spec(name) is None]
 
 
 def require(extra: str, part: str) -> None:

@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaProducer
 from memstream.agents.settings import Settings
 from memstream.agents.store import EdgeStore, StoreConfig
 from memstream.deploy.kafka import LocalKafka
+from memstream.deploy.workers import free_ports
 from memstream.streams.client import Publisher
 from memstream.streams.codec import decode, encode
 from memstream.streams.contracts import DeadLetter, FeedbackEvent, InteractionEvent, MemoryUpdate
@@ -35,7 +36,6 @@ from tests.integration.faults_util import (
     UpdateLog,
     committed_offsets,
     conversation,
-    free_ports,
     group_assignment,
     interleave,
     malformed,
