@@ -34,7 +34,7 @@ class MissingExtra(ImportError):
 
 def missing(extra: str) -> list[str]:
     """The import names of `extra`'s packages that are not installed."""
-    return [name for name in EXTRAS[extra] if name not in sys.modules and find_spec(name) is None]
+    return [name for name in EXTRAS[extra] if sys.modules.get(name) is None and find_spec(name) is None]
 
 
 def require(extra: str, part: str) -> None:

@@ -21,8 +21,10 @@ def _coerce(event: Publishable | Mapping[str, Any]) -> Publishable:
     """Validate a dict into a contract record; bad input raises InvalidRecord before anything is sent."""
     if isinstance(event, (InteractionEvent, FeedbackEvent)):
         return event
-    model = FeedbackEvent if "prediction" in event else InteractionEvent
-    return decode(orjson.dumps(dict(event)), model)
+    raw = orjson.dumps(dict(event))
+    if "prediction" in event:
+        return decode(raw, FeedbackEvent)
+    return decode(raw, InteractionEvent)
 
 
 class Publisher:
@@ -174,9 +176,9 @@ async def _wait_partitions(consumer: AIOKafkaConsumer, topic: str, timeout: floa
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
-        await consumer._client.force_metadata_update()
+        await consumer._client.force_metadata_update()  # aiokafka has no public metadata refresh
         partitions = consumer.partitions_for_topic(topic)
         if partitions:
-            return partitions
+            return set(partitions)
         await asyncio.sleep(0.2)
     raise TimeoutError(f"topic {topic} has no partitions after {timeout}s")

@@ -11,8 +11,7 @@ batch, so their texts are embedded together):
 from __future__ import annotations
 
 import sys
-import urllib.error
-import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from memstream.agents.settings import get_settings
+from memstream.cli.worker_api import worker_errors
+from memstream.streams.memory_client import MemoryClient
+from memstream.streams.settings import client_settings
 
 __all__ = ["compensate_cmd"]
 
@@ -36,22 +37,6 @@ def _vector(raw: str | None) -> list[float] | None:
     except (orjson.JSONDecodeError, ValueError) as exc:
         raise typer.BadParameter(f"--vector must be a JSON array or comma-separated numbers: {exc}") from None
     return values
-
-
-def _post(url: str, body: Any, timeout: float) -> Any:
-    request = urllib.request.Request(
-        url, data=orjson.dumps(body), method="POST", headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return orjson.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode("utf-8", "replace")
-        err.print(f"[red]worker answered {exc.code}[/red]: {detail}")
-        raise typer.Exit(2) from None
-    except (urllib.error.URLError, OSError) as exc:
-        err.print(f"[red]cannot reach the worker at {url}[/red]: {exc}")
-        raise typer.Exit(1) from None
 
 
 def _print(results: list[dict[str, Any]]) -> None:
@@ -82,20 +67,20 @@ def compensate_cmd(
         None, "--queries", exists=True, dir_okay=False, help="JSON Lines of CompensateRequest objects (one batch)."
     ),
     worker: str = typer.Option(
-        f"http://127.0.0.1:{get_settings().worker.web_port}", "--worker", help="Base URL of a worker's HTTP API."
+        client_settings().api.url, "--worker", help="Base URL of a worker's HTTP API (MEMSTREAM_API__URL)."
     ),
     timeout: float = typer.Option(30.0, "--timeout", min=0.1, help="Seconds to wait for the answer."),
     json_out: bool = typer.Option(False, "--json", help="Print the worker's JSON answer."),
 ) -> None:
     """Compensate a base prediction with the error memory of a running worker."""
-    url = worker.rstrip("/") + "/compensate/"
+    ask: Callable[[MemoryClient], list[dict[str, Any]]]
     if queries is not None:
         lines = [line for line in queries.read_bytes().splitlines() if line.strip()]
         try:
             batch = [orjson.loads(line) for line in lines]
         except orjson.JSONDecodeError as exc:
             raise typer.BadParameter(f"{queries}: not JSON Lines: {exc}") from None
-        results = _post(url, {"queries": batch}, timeout)["results"]
+        ask = lambda memory: memory.compensate_many(batch)  # noqa: E731
         users = [q.get("user_id", "") if isinstance(q, dict) else "" for q in batch]
     else:
         missing = [
@@ -120,8 +105,10 @@ def compensate_cmd(
             "features": {"text": text, "vector": _vector(vector)},
             "backend": backend,
         }
-        results = [_post(url, body, timeout)]
+        ask = lambda memory: [memory.compensate(**body)]  # noqa: E731
         users = [user or ""]
+    with worker_errors(worker), MemoryClient(worker, timeout_s=timeout) as memory:
+        results = ask(memory)
     if json_out:
         sys.stdout.write(orjson.dumps(results if queries is not None else results[0]).decode() + "\n")
     else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import sys
+from typing import Any
 
 import orjson
 import typer
@@ -28,6 +29,8 @@ from memstream.agents.store import (
     recall,
     recall_events,
 )
+from memstream.cli.worker_api import worker_errors
+from memstream.streams.memory_client import MemoryClient
 
 err = Console(stderr=True)
 
@@ -95,22 +98,17 @@ async def _recall(query: str, tenant: str, user: str | None, session: str | None
         )
 
 
-async def _recall_http(worker: str, body: dict) -> list:
-    import aiohttp
-
-    async with aiohttp.ClientSession() as http:
-        async with http.post(f"{worker.rstrip('/')}/recall/", json=body) as response:
-            if response.status >= 400:
-                raise ValueError(f"worker answered {response.status}: {await response.text()}")
-            data = await response.json()
-    if data.get("mode") == "events":
-        return [RecalledEvent(**e) for e in data["events"]]
+def _recall_http(worker: str, query: str, tenant: str, options: dict[str, Any]) -> list[Any]:
+    with worker_errors(worker), MemoryClient(worker) as memory:
+        found = memory.recall(query, tenant_id=tenant, **options)
+    if not found or "events" not in found[0]:  # events mode; an episode carries its events
+        return [RecalledEvent(**e) for e in found]
     return [
         RecalledEpisode(
             **{k: v for k, v in e.items() if k not in ("events", "is_hit")},
             events=[RecalledEvent(**ev) for ev in e["events"]],
         )
-        for e in data["episodes"]
+        for e in found
     ]
 
 
@@ -146,9 +144,8 @@ def recall_cmd(
     asked = {"mode": mode, "budget": budget, "episode_turns": episode_turns, "k_s": k_s, "k_c": k_c}
     try:
         if worker:
-            body = {"query": query, "tenant_id": tenant, "user_id": user, "session_id": session}
-            body |= {k: v for k, v in asked.items() if v is not None}
-            found = asyncio.run(_recall_http(worker, body))
+            options = {"user_id": user, "session_id": session} | {k: v for k, v in asked.items() if v is not None}
+            found = _recall_http(worker, query, tenant, options)
         else:
             found = asyncio.run(_recall(query, tenant, user, session, asked))
     except StoreLockedError as exc:
