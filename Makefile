@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test install kafka-up kafka-down bench clean
+.PHONY: demo test install lint kafka-up kafka-down bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[eval,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	$(BIN)/memstream models build --lm
 	touch $(STAMP)
 
@@ -20,6 +20,12 @@ kafka-up: $(STAMP)
 
 kafka-down: $(STAMP)
 	$(BIN)/memstream kafka down
+
+# House tooling: ruff (lint + format) over the repository, mypy strict on memstream.models and memstream.streams.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	.ci/typecheck
 
 demo: $(STAMP)
 	$(BIN)/memstream demo

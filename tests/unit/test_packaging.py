@@ -58,9 +58,9 @@ def test_layers_import_top_down() -> None:
         for path in _python_files(layer):
             for line, module in _imported_modules(path):
                 parts = module.split(".")
-                if parts[0] == "memstream" and len(parts) > 1 and parts[1] in (*LAYERS, "cli"):
-                    if parts[1] not in allowed:
-                        wrong.append(f"{path.relative_to(ROOT)}:{line}: {layer} imports {module}")
+                sub = parts[1] if parts[0] == "memstream" and len(parts) > 1 else None
+                if sub in (*LAYERS, "cli") and sub not in allowed:
+                    wrong.append(f"{path.relative_to(ROOT)}:{line}: {layer} imports {module}")
     assert not wrong, "\n".join(wrong)
 
 
@@ -168,3 +168,16 @@ def test_the_wheel_holds_only_the_memstream_namespace(tmp_path: Path) -> None:
     assert not [n for n in names if "bench" in n.split("/") or "k8s" in n or "grafana" in n or "Dockerfile" in n]
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "memstream = memstream.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_the_worker_image_copies_every_installed_folder_and_no_benchmarks() -> None:
+    import tomllib
+
+    package_dirs = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"].values()
+    )
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    copied = {line.split()[1] for line in dockerfile.splitlines() if line.startswith("COPY ")}
+    assert package_dirs <= copied, package_dirs - copied
+    assert "bench" not in copied
+    assert 'pip install ".[worker]"' in dockerfile
