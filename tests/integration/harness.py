@@ -16,7 +16,7 @@ CREATED: list[Namespace] = []
 
 
 class Namespace(Deployment):
-    """A deployment whose app ids read as tests' (see streams.workers.Deployment)."""
+    """A deployment whose app ids read as tests' (see memstream.deploy.workers.Deployment)."""
 
     def __init__(self, bootstrap: str, root: Path, partitions: int = 4, **env: str) -> None:
         super().__init__(bootstrap, root, partitions, **env)

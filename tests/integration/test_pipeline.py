@@ -268,7 +268,7 @@ async def test_an_idle_session_is_sealed_even_when_its_activity_was_lost_before_
             )
             assert [i for idx in sorted(sealed(seen)) for i in sealed(seen)[idx]] == ids  # in order, each once
             # the backlog was there when the worker started: nothing fetched before faust's seek to the
-            # committed offsets may be processed a second time after it (streams.app holds the fetcher)
+            # committed offsets may be processed a second time after it (agents/faust_compat.py holds the fetcher)
             replays = sorted(u.ids[0] for u in seen if u.kind == "event_indexed")
             assert replays == ids, f"replayed more than once: {replays}"
     finally:
