@@ -181,3 +181,27 @@ def test_the_worker_image_copies_every_installed_folder_and_no_benchmarks() -> N
     assert package_dirs <= copied, package_dirs - copied
     assert "bench" not in copied
     assert 'pip install ".[worker]"' in dockerfile
+
+
+def test_the_command_line_runs_and_names_its_commands() -> None:
+    memstream = Path(sys.executable).parent / "memstream"
+    for command in ([str(memstream), "--help"], [sys.executable, "-m", "memstream.cli", "--help"]):
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd="/")
+        assert result.returncode == 0, result.stderr
+        assert all(name in result.stdout for name in ("worker", "publish", "recall", "eval", "bench", "kafka"))
+
+
+def test_bench_and_eval_commands_say_what_to_do_without_a_source_checkout(tmp_path: Path) -> None:
+    """Installed from a wheel, bench/ is absent: the command says how to get it instead of a traceback."""
+    code = (
+        "import sys\n"
+        "import memstream.cli.source_tree as tree\n"
+        f"tree.CHECKOUT = __import__('pathlib').Path({str(tmp_path)!r})\n"
+        "sys.argv = ['memstream', 'eval', 'recall', '--input', '/dev/null']\n"
+        "from memstream.cli import main\n"
+        "main()\n"
+    )
+    result = _run(code)
+    assert result.returncode == 2
+    assert "benchmarks and evaluations run from a source checkout" in result.stderr
+    assert "Traceback" not in result.stderr
