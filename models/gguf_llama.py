@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 # GGUF tensor name (per block, after "blk.{i}.") -> HF name (after "model.layers.{i}.")
 _BLOCK_NAMES: dict[str, str] = {
@@ -72,7 +73,7 @@ def _field(reader: Any, key: str, default: Any = None) -> Any:
     return field.contents()
 
 
-def unpermute_rope(weight: np.ndarray, n_heads: int) -> np.ndarray:
+def unpermute_rope(weight: npt.NDArray[np.float32], n_heads: int) -> npt.NDArray[np.float32]:
     """Undo llama.cpp's q/k row permutation (interleaved rotary pairs -> HF rotate-half halves)."""
     rows = weight.shape[0]
     return weight.reshape(n_heads, rows // n_heads // 2, 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
@@ -116,14 +117,14 @@ def _hf_name(gguf_name: str) -> str | None:
     return None
 
 
-def read_gguf(path: Path | str) -> tuple[LlamaConfig, dict[str, np.ndarray]]:
+def read_gguf(path: Path | str) -> tuple[LlamaConfig, dict[str, npt.NDArray[np.float32]]]:
     """Config and float32 HF-named weights of the LLaMA model in the GGUF file at ``path``."""
     from gguf import GGUFReader
     from gguf.quants import dequantize
 
     reader = GGUFReader(str(path))
     config = read_config(reader)
-    weights: dict[str, np.ndarray] = {}
+    weights: dict[str, npt.NDArray[np.float32]] = {}
     for tensor in reader.tensors:
         name = _hf_name(tensor.name)
         if name is None:

@@ -18,16 +18,21 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal, overload
 
 import numpy as np
+import numpy.typing as npt
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
 OUTPUT_NAME = "sentence_embedding"
+
+# Safetensors tensors: float32 after loading, except int64 buffers (``position_ids``), kept as they are.
+WeightArray = npt.NDArray[np.float32 | np.int64]
 
 
 @dataclass(frozen=True)
@@ -58,11 +63,11 @@ class BertConfig:
         return self.hidden_size // self.num_attention_heads
 
 
-def load_weights(path: Path | str) -> dict[str, np.ndarray]:
+def load_weights(path: Path | str) -> dict[str, WeightArray]:
     """Safetensors weights as float32 numpy arrays, with any ``bert.`` prefix removed."""
     from safetensors.numpy import load_file
 
-    out: dict[str, np.ndarray] = {}
+    out: dict[str, WeightArray] = {}
     for key, value in load_file(str(path)).items():
         key = key.removeprefix("bert.")
         out[key] = value.astype(np.float32) if value.dtype != np.int64 else value
@@ -75,31 +80,40 @@ class _Graph:
     def __init__(self) -> None:
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
-        self._consts: dict[tuple, str] = {}
+        self._consts: dict[tuple[str, tuple[int, ...], bytes], str] = {}
 
-    def init(self, name: str, array: np.ndarray) -> str:
+    def init(self, name: str, array: npt.NDArray[np.generic]) -> str:
         self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
         return name
 
-    def const(self, values, dtype=np.int64) -> str:
+    def const(self, values: npt.ArrayLike, dtype: npt.DTypeLike = np.int64) -> str:
         array = np.asarray(values, dtype=dtype)
         key = (array.dtype.str, array.shape, array.tobytes())
         if key not in self._consts:
             self._consts[key] = self.init(f"const_{len(self._consts)}", array)
         return self._consts[key]
 
-    def op(self, op_type: str, inputs: list[str], name: str, outputs: int = 1, **attrs) -> str | list[str]:
+    @overload
+    def op(self, op_type: str, inputs: list[str], name: str, outputs: Literal[1] = 1, **attrs: Any) -> str: ...
+
+    @overload
+    def op(self, op_type: str, inputs: list[str], name: str, outputs: int, **attrs: Any) -> list[str]: ...
+
+    def op(self, op_type: str, inputs: list[str], name: str, outputs: int = 1, **attrs: Any) -> str | list[str]:
+        """Append one node; its output name (``name``), or ``name:0``… when ``outputs`` > 1."""
         outs = [name] if outputs == 1 else [f"{name}:{i}" for i in range(outputs)]
         self.nodes.append(helper.make_node(op_type, inputs, outs, name=name, **attrs))
         return outs[0] if outputs == 1 else outs
 
-    def linear(self, x: str, weight: np.ndarray, bias: np.ndarray, name: str) -> str:
+    def linear(self, x: str, weight: npt.NDArray[np.generic], bias: npt.NDArray[np.generic], name: str) -> str:
         """``x @ weight.T + bias`` (torch Linear layout), as MatMul + Add so quantisers see a MatMul."""
         w = self.init(f"{name}.weight", weight.T.copy())
         b = self.init(f"{name}.bias", bias)
         return self.op("Add", [self.op("MatMul", [x, w], f"{name}/MatMul"), b], f"{name}/Add")
 
-    def layer_norm(self, x: str, weight: np.ndarray, bias: np.ndarray, eps: float, name: str) -> str:
+    def layer_norm(
+        self, x: str, weight: npt.NDArray[np.generic], bias: npt.NDArray[np.generic], eps: float, name: str
+    ) -> str:
         w = self.init(f"{name}.weight", weight)
         b = self.init(f"{name}.bias", bias)
         return self.op("LayerNormalization", [x, w, b], name, axis=-1, epsilon=eps)
@@ -115,7 +129,7 @@ class _Graph:
 
 def build_bert_encoder(
     config: BertConfig,
-    weights: Mapping[str, np.ndarray],
+    weights: Mapping[str, WeightArray],
     *,
     pooling: str = "mean",
     normalize: bool = True,
@@ -186,7 +200,7 @@ def build_bert_encoder(
     scale = 1.0 / math.sqrt(hd)
     for i in range(config.num_hidden_layers):
         p = f"encoder.layer.{i}"
-        w = lambda key: weights[f"{p}.{key}"]  # noqa: E731
+        w: Callable[[str], WeightArray] = lambda key: weights[f"{p}.{key}"]  # noqa: E731
         if fuse_qkv:  # one [H, 3H] MatMul instead of three: fewer calls, one activation quantisation
             qkv_w = np.concatenate([w(f"attention.self.{n}.weight") for n in ("query", "key", "value")])
             qkv_b = np.concatenate([w(f"attention.self.{n}.bias") for n in ("query", "key", "value")])
@@ -274,7 +288,7 @@ def build_bert_encoder(
     return model
 
 
-def build_from_dir(model_dir: Path | str, **kwargs) -> onnx.ModelProto:
+def build_from_dir(model_dir: Path | str, **kwargs: Any) -> onnx.ModelProto:
     """Build from a sentence-transformers folder holding ``config.json`` and ``model.safetensors``."""
     model_dir = Path(model_dir)
     config = BertConfig.from_json(model_dir / "config.json")

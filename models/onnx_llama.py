@@ -33,9 +33,10 @@ half the speed of fp32. ``reference_nll`` is the same model in plain numpy.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+import numpy.typing as npt
 import onnx
 from onnx import TensorProto, helper
 
@@ -49,8 +50,10 @@ SCORE_FROM = "score_from"
 MASK_VALUE = -1e9  # additive attention mask; finite, so two of them never make -inf
 Q8_BLOCK = 32
 
+FloatArray = npt.NDArray[np.float32]
 
-def rope_tables(config: LlamaConfig, positions: int) -> tuple[np.ndarray, np.ndarray]:
+
+def rope_tables(config: LlamaConfig, positions: int) -> tuple[FloatArray, FloatArray]:
     """``cos`` and ``sin`` ``[positions, head_dim]`` of HF's rotary embedding (frequencies repeated twice)."""
     half = config.head_dim // 2
     inv_freq = 1.0 / (config.rope_theta ** (np.arange(0, half, dtype=np.float64) * 2 / config.head_dim))
@@ -62,16 +65,19 @@ def rope_tables(config: LlamaConfig, positions: int) -> tuple[np.ndarray, np.nda
 # --- numpy reference ------------------------------------------------------------------------------
 
 
-def _rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
-    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * weight
+def _rms_norm(x: FloatArray, weight: FloatArray, eps: float) -> FloatArray:
+    normed: FloatArray = x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * weight  # numpy stubs: Any
+    return normed
 
 
-def _rotate_half(x: np.ndarray) -> np.ndarray:
+def _rotate_half(x: FloatArray) -> FloatArray:
     half = x.shape[-1] // 2
     return np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
 
 
-def reference_nll(weights: Mapping[str, np.ndarray], config: LlamaConfig, ids: Sequence[int]) -> np.ndarray:
+def reference_nll(
+    weights: Mapping[str, FloatArray], config: LlamaConfig, ids: Sequence[int] | npt.NDArray[np.int64]
+) -> npt.NDArray[np.float64]:
     """Per-token NLL (float64 ``[T]``, 0 at ``t = 0``) of one unpadded sequence: a plain float32 numpy
     forward pass with HF LLaMA semantics, for checking the graph."""
     ids = np.asarray(ids, dtype=np.int64)
@@ -82,7 +88,7 @@ def reference_nll(weights: Mapping[str, np.ndarray], config: LlamaConfig, ids: S
     embed = weights["model.embed_tokens.weight"]
     x = embed[ids]
     for i in range(config.num_layers):
-        w = lambda key: weights[f"model.layers.{i}.{key}"]  # noqa: E731
+        w: Callable[[str], FloatArray] = lambda key: weights[f"model.layers.{i}.{key}"]  # noqa: E731
         h = _rms_norm(x, w("input_layernorm.weight"), config.rms_eps)
         q = (h @ w("self_attn.q_proj.weight").T).reshape(T, nh, hd)
         k = (h @ w("self_attn.k_proj.weight").T).reshape(T, kvh, hd)
@@ -112,8 +118,8 @@ def reference_nll(weights: Mapping[str, np.ndarray], config: LlamaConfig, ids: S
 
 
 def quantize_q8(
-    weight: np.ndarray, *, symmetric: bool, block: int = Q8_BLOCK
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    weight: FloatArray, *, symmetric: bool, block: int = Q8_BLOCK
+) -> tuple[npt.NDArray[np.uint8], FloatArray, npt.NDArray[np.uint8]]:
     """``MatMulNBits`` tensors (bits=8) of a torch-layout ``[N, K]`` weight: ``B`` uint8 ``[N, K/block, block]``,
     ``scales`` float32 ``[N, K/block]``, ``zero_points`` uint8 ``[N, K/block]``; ``w ≈ scale · (q - zp)``."""
     n, k = weight.shape
@@ -143,7 +149,7 @@ class _LlamaGraph(_Graph):
             raise ValueError(f"unknown linear format {linear!r}; expected 'fp32' or 'q8'")
         self.linear_format = linear
 
-    def matmul(self, x: str, weight: np.ndarray, name: str, *, symmetric: bool = False) -> str:
+    def matmul(self, x: str, weight: FloatArray, name: str, *, symmetric: bool = False) -> str:
         """``x @ weight.T`` for a torch-layout ``[out, in]`` weight: MatMul, or 8-bit MatMulNBits."""
         if self.linear_format == "fp32":
             return self.op("MatMul", [x, self.init(f"{name}.weight", weight.T.copy())], f"{name}/MatMul")
@@ -168,9 +174,10 @@ class _LlamaGraph(_Graph):
             accuracy_level=self.accuracy_level,
         )
         self.nodes.append(node)
-        return node.output[0]
+        output: str = node.output[0]  # protobuf containers are untyped (no google.protobuf stubs)
+        return output
 
-    def rms_norm(self, x: str, weight: np.ndarray, eps: float, name: str) -> str:
+    def rms_norm(self, x: str, weight: FloatArray, eps: float, name: str) -> str:
         """RMSNorm in the op pattern onnxruntime fuses into SimplifiedLayerNormalization."""
         sq = self.op("Pow", [x, self.const(2.0, np.float32)], f"{name}/pow")
         mean = self.op("ReduceMean", [sq], f"{name}/mean", axes=[-1], keepdims=1)
@@ -191,7 +198,7 @@ class _LlamaGraph(_Graph):
 
 def build_llama_nll(
     config: LlamaConfig,
-    weights: Mapping[str, np.ndarray],
+    weights: Mapping[str, FloatArray],
     *,
     linear: str = "fp32",
     max_positions: int | None = None,
@@ -236,7 +243,7 @@ def build_llama_nll(
     q_scale = 1.0 / math.sqrt(hd)
     for i in range(config.num_layers):
         p = f"model.layers.{i}"
-        w = lambda key: weights[f"{p}.{key}"]  # noqa: E731
+        w: Callable[[str], FloatArray] = lambda key: weights[f"{p}.{key}"]  # noqa: E731
         h = g.rms_norm(x, w("input_layernorm.weight"), config.rms_eps, f"{p}.input_layernorm")
         qkv_w = np.concatenate(
             [w("self_attn.q_proj.weight") * q_scale, w("self_attn.k_proj.weight"), w("self_attn.v_proj.weight")]
