@@ -19,7 +19,7 @@ from memstream.agents.settings import Settings
 from memstream.agents.store import make_store
 
 if TYPE_CHECKING:
-    from memstream.agents.store import EdgeStore, ServerStore
+    from memstream.agents.store import MemoryStore
     from memstream.models.embedder import Embedder
     from memstream.models.language_model import LanguageModel
     from memstream.models.segmenter import Segmenter, SessionState
@@ -102,14 +102,14 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()  # per-app registry: agents record here, the metrics stage serves it
-        self._store: EdgeStore | ServerStore | None = None
+        self._store: MemoryStore | None = None
         self._store_lock = asyncio.Lock()
         self._embedder: Embedder | None = None
         self._embed_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memstream-embed")
         self.language_model = LazyLanguageModel(settings)
         self._lm_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memstream-lm")
 
-    async def store(self) -> EdgeStore | ServerStore:
+    async def store(self) -> MemoryStore:
         if self._store is None:
             async with self._store_lock:
                 if self._store is None:

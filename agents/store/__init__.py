@@ -1,4 +1,4 @@
-"""The memory store: events, episodes and error samples in Qdrant, behind one async interface.
+"""The memory store: events, episodes and error samples in Qdrant, behind one class (:class:`MemoryStore`).
 
 ``make_store(config)`` gives the configured backend (embedded qdrant-edge by default, or a Qdrant
 server); ``recall()`` is the two-stage episodic recall on top of either.
@@ -16,7 +16,6 @@ from memstream.agents.store.base import (
     ErrorPoint,
     EventHit,
     EventPoint,
-    MemoryStore,
     StoreClosedError,
     StoreConfig,
     StoreError,
@@ -26,6 +25,7 @@ from memstream.agents.store.base import (
 from memstream.agents.store.edge import EdgeStore
 from memstream.agents.store.ids import episode_point_id, error_point_id, event_point_id
 from memstream.agents.store.recall import RecalledEpisode, RecalledEvent, recall, recall_events
+from memstream.agents.store.scoped import MemoryStore
 from memstream.agents.store.server import ServerStore
 
 __all__ = [
@@ -55,9 +55,7 @@ __all__ = [
 ]
 
 
-def make_store(
-    config: StoreConfig, *, state_dir: Path | str = Path("var/state"), migrate: bool = False
-) -> EdgeStore | ServerStore:
+def make_store(config: StoreConfig, *, state_dir: Path | str = Path("var/state"), migrate: bool = False) -> MemoryStore:
     """The configured backend, not yet opened: ``async with make_store(cfg) as store: …``.
 
     ``migrate`` lets an older store gain the vectors this version needs (`memstream store reindex`);

@@ -1,4 +1,5 @@
-"""The memory store's interface: its settings, the records it keeps, and the protocol both backends implement.
+"""The memory store's vocabulary: its settings, the records it keeps, its errors. The store itself (one class,
+two backends under it) is :class:`~agents.store.scoped.MemoryStore`.
 
 Three collections, one record type each: ``events`` (one embedded interaction), ``episodes`` (a run of
 events with its centroid) and ``errors`` (ReLoop2 feedback samples). Every read, count and delete takes a
@@ -11,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal, Protocol, Self, runtime_checkable
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -28,7 +29,6 @@ __all__ = [
     "ErrorPoint",
     "EventHit",
     "EventPoint",
-    "MemoryStore",
     "StoreClosedError",
     "StoreConfig",
     "StoreError",
@@ -176,164 +176,6 @@ class EpisodeHit:
 class ErrorHit:
     error: ErrorPoint
     score: float
-
-
-@runtime_checkable
-class MemoryStore(Protocol):
-    """What the agents and the web views use; :class:`EdgeStore` and :class:`ServerStore` implement it.
-
-    Writes are upserts by deterministic point id (:mod:`agents.store.ids`): a replay overwrites.
-    ``ts``/``since``/``until`` are event time in seconds since the epoch. Scores are cosine similarity.
-    """
-
-    async def open(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def upsert_events(self, points: Sequence[EventPoint]) -> None: ...
-
-    async def upsert_episodes(self, points: Sequence[EpisodePoint]) -> None: ...
-
-    async def upsert_errors(self, points: Sequence[ErrorPoint]) -> None: ...
-
-    async def apply_episode_context(self, episodes: Sequence[EpisodePoint], beta: float) -> int:
-        """Sealed episodes' members get their episode index and context search vectors (`models.event_context`),
-        recomputed from their own embeddings and texts, so applying a seal twice changes nothing."""
-        ...
-
-    async def search_events(
-        self,
-        vector: ArrayLike,
-        *,
-        tenant_id: str,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        limit: int = 10,
-    ) -> list[EventHit]: ...
-
-    async def hybrid_events(
-        self,
-        vector: ArrayLike,
-        lexical: SparseVector,
-        *,
-        tenant_id: str,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        limit: int = 10,
-        candidates: int = 400,
-    ) -> list[EventHit]:
-        """Events by dense and lexical similarity of their context vectors, fused inside the store: the
-        best ``candidates`` of each, distribution-based score fusion (each list's scores scaled by its
-        mean ± 3 std, then summed), best ``limit`` first. Filters apply to both lists."""
-        ...
-
-    async def search_episodes(
-        self,
-        vector: ArrayLike,
-        *,
-        tenant_id: str,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        limit: int = 5,
-    ) -> list[EpisodeHit]:
-        """Episodes overlapping [since, until] (``end_ts >= since``, ``start_ts <= until``), best first."""
-        ...
-
-    async def episodes_by_index(
-        self, tenant_id: str, session_id: str, indices: Sequence[int], *, with_vectors: bool = False
-    ) -> list[EpisodePoint]:
-        """The session's episodes with these indices that exist, ordered by index."""
-        ...
-
-    async def episodes_by_keys(
-        self, tenant_id: str, keys: Sequence[tuple[str, int]], *, with_vectors: bool = False
-    ) -> list[EpisodePoint]:
-        """Episodes by (session_id, episode_index), across sessions, in one store call; those that exist,
-        ordered by (session_id, episode_index)."""
-        ...
-
-    async def events_by_ids(
-        self, tenant_id: str, event_ids: Sequence[str], *, with_vectors: bool = False
-    ) -> list[EventPoint]:
-        """The tenant's events with these ids that exist, in the order asked."""
-        ...
-
-    async def search_errors(
-        self,
-        vector: ArrayLike,
-        *,
-        tenant_id: str,
-        model_version: str | None,
-        user_id: str | None = None,
-        limit: int = 32,
-        score_threshold: float | None = None,
-    ) -> list[ErrorHit]:
-        """Nearest error samples; ``model_version=None`` means any version (explicitly)."""
-        ...
-
-    async def scroll_errors(
-        self,
-        tenant_id: str,
-        *,
-        event_ids: Sequence[str] | None = None,
-        limit: int = 10_000,
-        with_vectors: bool = False,
-    ) -> list[ErrorPoint]:
-        """Up to ``limit`` of the tenant's error samples (those with these event ids, when given), oldest
-        first: what rebuilds an in-worker error memory, or tells which samples are already stored."""
-        ...
-
-    async def delete_errors(
-        self,
-        tenant_id: str,
-        *,
-        event_ids: Sequence[str] | None = None,
-        user_id: str | None = None,
-        model_version: str | None = None,
-        except_model_version: str | None = None,
-        before: float | None = None,
-    ) -> int:
-        """Delete the tenant's error samples matching all the criteria given (none given: all of them).
-
-        ``except_model_version`` is the reset on a new model; ``before`` (ts < before) the ttl expiry.
-        Returns how many were deleted.
-        """
-        ...
-
-    async def trim_errors(self, tenant_id: str, capacity: int) -> int:
-        """Keep the tenant's ``capacity`` newest error samples (by ts), delete the rest; return how many."""
-        ...
-
-    async def forget(self, tenant_id: str, user_id: str) -> int:
-        """Delete every point of this user from all collections; return how many there were."""
-        ...
-
-    async def count(self, collection: Collection | str, tenant_id: str | None = None) -> int:
-        """Points in a collection, of one tenant or (None) of all."""
-        ...
-
-
-class StoreLifecycle:
-    """``async with store:`` opens and closes it."""
-
-    async def open(self) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    async def close(self) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
 
 def as_matrix(vectors: Sequence[ArrayLike | None], dim: int) -> np.ndarray:

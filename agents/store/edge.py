@@ -33,7 +33,7 @@ from memstream.agents.store.base import (
 )
 from memstream.agents.store.schema import CONTEXT, INDEXES, LEXICAL, HybridQuery, IndexKind, NamedVectors
 from memstream.agents.store.scope import AnyOf, Condition, HasIds, Match, Range, Scope
-from memstream.agents.store.scoped import Found, ScopedStore
+from memstream.agents.store.scoped import Found, MemoryStore
 from memstream.models.lexical import SparseVector
 
 __all__ = ["EdgeStore", "compact_offline"]
@@ -77,7 +77,7 @@ def _filter(where: Scope) -> Any:
     return qe.Filter(must=must or None, must_not=must_not or None)
 
 
-class EdgeStore(ScopedStore):
+class EdgeStore(MemoryStore):
     """The embedded default. Persistent on disk (WAL); survives close/reopen and hard exits."""
 
     def __init__(

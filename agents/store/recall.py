@@ -1,4 +1,4 @@
-"""Recall over a :class:`~agents.store.base.MemoryStore`. The selection itself is :mod:`models.recall` (pure).
+"""Recall over a :class:`~agents.store.scoped.MemoryStore`. The selection itself is :mod:`models.recall` (pure).
 
 :func:`recall_events` (the default): events ranked by hybrid search (dense + lexical, fused in the store),
 each hit optionally followed by the nearest turns of its episode, at most ``budget`` events.
@@ -17,7 +17,8 @@ from typing import Any
 
 from numpy.typing import ArrayLike
 
-from memstream.agents.store.base import EpisodePoint, EpisodeState, EventPoint, MemoryStore
+from memstream.agents.store.base import EpisodePoint, EpisodeState, EventPoint
+from memstream.agents.store.scoped import MemoryStore
 from memstream.models.lexical import SparseVector
 from memstream.models.recall import Key, neighbour_keys, select_contiguous, within_budget
 

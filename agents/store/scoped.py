@@ -1,7 +1,11 @@
-"""The store's behaviour, written once over five backend primitives (upsert, query, scroll, count,
-delete), each of which takes a :class:`~agents.store.scope.Scope` and so always carries the tenant.
+"""The memory store: its behaviour, written once over a few backend primitives (upsert, query, hybrid,
+scroll, count, delete), each of which takes a :class:`~agents.store.scope.Scope` and so always carries the
+tenant.
 
-A backend subclasses :class:`ScopedStore` and translates scopes and points to its own client types.
+:class:`MemoryStore` is the one type the agents, the web views, recall and the CLI use. A backend
+(:class:`~agents.store.edge.EdgeStore`, :class:`~agents.store.server.ServerStore`) subclasses it and
+implements only what varies: opening and closing, and the abstract primitives, translating scopes and
+points to its own client types.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -23,7 +27,6 @@ from memstream.agents.store.base import (
     EventHit,
     EventPoint,
     StoreConfig,
-    StoreLifecycle,
     as_matrix,
     as_query,
 )
@@ -32,14 +35,18 @@ from memstream.agents.store.schema import HybridQuery, NamedVectors, from_payloa
 from memstream.agents.store.scope import AnyOf, HasIds, Match, Range, Scope, require_tenant, scope, time_window
 from memstream.models.lexical import LexicalEncoder, SparseVector
 
-__all__ = ["Found", "ScopedStore"]
+__all__ = ["Found", "MemoryStore"]
 
 # (payload, vector or None, score or None) of one point as a backend returns it.
 Found = tuple[dict[str, Any], Any, float | None]
 
 
-class ScopedStore(StoreLifecycle, abc.ABC):
-    """Implements :class:`~agents.store.base.MemoryStore` on top of the abstract primitives below."""
+class MemoryStore(abc.ABC):
+    """Events, episodes and error samples of every tenant; ``async with store:`` opens and closes it.
+
+    Writes are upserts by deterministic point id (:mod:`agents.store.ids`): a replay overwrites.
+    ``ts``/``since``/``until`` are event time in seconds since the epoch. Scores are cosine similarity.
+    """
 
     def __init__(self, config: StoreConfig) -> None:
         self.config = config
@@ -51,6 +58,23 @@ class ScopedStore(StoreLifecycle, abc.ABC):
         if self._lexical_encoder is None:
             self._lexical_encoder = LexicalEncoder(self.config.lexical)
         return self._lexical_encoder
+
+    # -- lifecycle (the backend's) ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Open (or create) the collections; idempotent."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Flush and release the backend; idempotent."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
     # -- primitives -------------------------------------------------------------------------------------
 
@@ -127,7 +151,8 @@ class ScopedStore(StoreLifecycle, abc.ABC):
 
     async def apply_episode_context(self, episodes: Sequence[EpisodePoint], beta: float) -> int:
         """Sealed episodes' members get their episode index and their context search vectors (each
-        event's own vectors mixed with its neighbours' in the episode, `models.event_context`).
+        event's own vectors mixed with its neighbours' in the episode, `models.event_context`), recomputed
+        from their own embeddings and texts, so applying a seal twice changes nothing.
 
         One read and one write whatever the number of episodes; members not stored are skipped (they
         are written before their episode, so only a forgotten user's can be missing). Returns how many
@@ -203,6 +228,7 @@ class ScopedStore(StoreLifecycle, abc.ABC):
         until: float | None = None,
         limit: int = 10,
     ) -> list[EventHit]:
+        """Events by cosine similarity of their own embedding, best first."""
         where = scope(tenant_id, user_id=user_id, session_id=session_id, must=time_window(since, until))
         found = await self._query(Collection.EVENTS, as_query(vector, self.config.dim), where, limit, None)
         return [EventHit(from_payload(Collection.EVENTS, p, v), s) for p, v, s in found]  # type: ignore[arg-type]
@@ -220,6 +246,9 @@ class ScopedStore(StoreLifecycle, abc.ABC):
         limit: int = 10,
         candidates: int = 400,
     ) -> list[EventHit]:
+        """Events by dense and lexical similarity of their context vectors, fused inside the store: the
+        best ``candidates`` of each, distribution-based score fusion (each list's scores scaled by its
+        mean ± 3 std, then summed), best ``limit`` first. Filters apply to both lists."""
         if limit < 1 or candidates < 1:
             raise ValueError("limit and candidates must be >= 1")
         where = scope(tenant_id, user_id=user_id, session_id=session_id, must=time_window(since, until))
@@ -238,6 +267,7 @@ class ScopedStore(StoreLifecycle, abc.ABC):
         until: float | None = None,
         limit: int = 5,
     ) -> list[EpisodeHit]:
+        """Episodes overlapping [since, until] (``end_ts >= since``, ``start_ts <= until``), best first."""
         window = time_window(since, until, start_key="start_ts", end_key="end_ts")
         where = scope(tenant_id, user_id=user_id, session_id=session_id, must=window)
         found = await self._query(Collection.EPISODES, as_query(vector, self.config.dim), where, limit, None)
@@ -246,6 +276,7 @@ class ScopedStore(StoreLifecycle, abc.ABC):
     async def episodes_by_index(
         self, tenant_id: str, session_id: str, indices: Sequence[int], *, with_vectors: bool = False
     ) -> list[EpisodePoint]:
+        """The session's episodes with these indices that exist, ordered by index."""
         require_tenant(tenant_id)
         wanted = tuple(sorted({int(i) for i in indices}))
         if not wanted:
@@ -258,6 +289,8 @@ class ScopedStore(StoreLifecycle, abc.ABC):
     async def episodes_by_keys(
         self, tenant_id: str, keys: Sequence[tuple[str, int]], *, with_vectors: bool = False
     ) -> list[EpisodePoint]:
+        """Episodes by (session_id, episode_index), across sessions, in one store call; those that exist,
+        ordered by (session_id, episode_index)."""
         require_tenant(tenant_id)
         wanted = list(dict.fromkeys((str(s), int(i)) for s, i in keys))
         if not wanted:
@@ -270,6 +303,7 @@ class ScopedStore(StoreLifecycle, abc.ABC):
     async def events_by_ids(
         self, tenant_id: str, event_ids: Sequence[str], *, with_vectors: bool = False
     ) -> list[EventPoint]:
+        """The tenant's events with these ids that exist, in the order asked."""
         require_tenant(tenant_id)
         wanted = list(dict.fromkeys(event_ids))
         if not wanted:
@@ -289,6 +323,7 @@ class ScopedStore(StoreLifecycle, abc.ABC):
         limit: int = 32,
         score_threshold: float | None = None,
     ) -> list[ErrorHit]:
+        """Nearest error samples; ``model_version=None`` means any version (explicitly)."""
         must = [Match("model_version", model_version)] if model_version is not None else []
         where = scope(tenant_id, user_id=user_id, must=must)
         found = await self._query(Collection.ERRORS, as_query(vector, self.config.dim), where, limit, score_threshold)
@@ -302,6 +337,8 @@ class ScopedStore(StoreLifecycle, abc.ABC):
         limit: int = 10_000,
         with_vectors: bool = False,
     ) -> list[ErrorPoint]:
+        """Up to ``limit`` of the tenant's error samples (those with these event ids, when given), oldest
+        first: what rebuilds an in-worker error memory, or tells which samples are already stored."""
         require_tenant(tenant_id)
         must: list[Any] = []
         if event_ids is not None:
@@ -326,6 +363,11 @@ class ScopedStore(StoreLifecycle, abc.ABC):
         except_model_version: str | None = None,
         before: float | None = None,
     ) -> int:
+        """Delete the tenant's error samples matching all the criteria given (none given: all of them).
+
+        ``except_model_version`` is the reset on a new model; ``before`` (ts < before) the ttl expiry.
+        Returns how many were deleted.
+        """
         require_tenant(tenant_id)
         must: list[Any] = []
         if event_ids is not None:
@@ -341,6 +383,7 @@ class ScopedStore(StoreLifecycle, abc.ABC):
         return await self._delete(Collection.ERRORS, where)
 
     async def trim_errors(self, tenant_id: str, capacity: int) -> int:
+        """Keep the tenant's ``capacity`` newest error samples (by ts), delete the rest; return how many."""
         require_tenant(tenant_id)
         if capacity < 0:
             raise ValueError("capacity must be >= 0")
@@ -352,6 +395,7 @@ class ScopedStore(StoreLifecycle, abc.ABC):
         return await self.delete_errors(tenant_id, event_ids=[p["event_id"] for p, _, _ in oldest])
 
     async def forget(self, tenant_id: str, user_id: str) -> int:
+        """Delete every point of this user from all collections; return how many there were."""
         if user_id is None:
             raise ValueError("user_id is required")
         where = scope(tenant_id, user_id=user_id)
@@ -361,5 +405,6 @@ class ScopedStore(StoreLifecycle, abc.ABC):
         return removed
 
     async def count(self, collection: Collection | str, tenant_id: str | None = None) -> int:
+        """Points in a collection, of one tenant or (None) of all."""
         where = Scope.all_tenants() if tenant_id is None else scope(tenant_id)
         return await self._count(Collection(collection), where)

@@ -17,7 +17,7 @@ from qdrant_client.http.exceptions import UnexpectedResponse
 from memstream.agents.store.base import Collection, StoreClosedError, StoreConfig, StoreError, StoreSchemaError
 from memstream.agents.store.schema import CONTEXT, INDEXES, LEXICAL, HybridQuery, IndexKind, NamedVectors
 from memstream.agents.store.scope import AnyOf, Condition, HasIds, Match, Range, Scope
-from memstream.agents.store.scoped import Found, ScopedStore
+from memstream.agents.store.scoped import Found, MemoryStore
 from memstream.models.lexical import SparseVector
 
 __all__ = ["ServerStore"]
@@ -57,7 +57,7 @@ def _filter(where: Scope) -> models.Filter | None:
     return models.Filter(must=must or None, must_not=must_not or None)
 
 
-class ServerStore(ScopedStore):
+class ServerStore(MemoryStore):
     """Qdrant server backend. Pass ``client`` to use one you made (tests: ``location=":memory:"``)."""
 
     def __init__(self, config: StoreConfig, *, client: AsyncQdrantClient | None = None, migrate: bool = False) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from qdrant_client import AsyncQdrantClient
 
-from memstream.agents.store import EdgeStore, ServerStore, StoreConfig
+from memstream.agents.store import EdgeStore, MemoryStore, ServerStore, StoreConfig
 
 BACKENDS = ["edge", "server"]
 
@@ -20,7 +20,7 @@ def store_config(backend: str, path: Path | None, dim: int, **overrides: object)
     return StoreConfig(backend="server", url=":memory:", dim=dim, **overrides)
 
 
-def backend_store(backend: str, path: Path, dim: int, **overrides: object) -> EdgeStore | ServerStore:
+def backend_store(backend: str, path: Path, dim: int, **overrides: object) -> MemoryStore:
     config = store_config(backend, path, dim, **overrides)
     if backend == "edge":
         return EdgeStore(config)
@@ -38,7 +38,7 @@ def empty_edge_template(path: Path, dim: int) -> Path:
     return path
 
 
-def fresh_store(backend: str, tmp_path: Path, template: Path, dim: int) -> EdgeStore | ServerStore:
+def fresh_store(backend: str, tmp_path: Path, template: Path, dim: int) -> MemoryStore:
     """A new, not yet opened store of ``backend`` (an edge one copied from ``template``)."""
     path = tmp_path / "edge"
     if backend == "edge":

@@ -27,6 +27,7 @@ from memstream.agents.store import (
     EdgeStore,
     EpisodePoint,
     EventPoint,
+    MemoryStore,
     ServerStore,
     StoreConfig,
     StoreError,
@@ -34,7 +35,6 @@ from memstream.agents.store import (
     recall_events,
 )
 from memstream.agents.store.schema import CONTEXT, LEXICAL, point_id, to_payload
-from memstream.agents.store.scoped import ScopedStore
 from memstream.models.event_context import context_weights
 from memstream.models.lexical import LexicalEncoder, SparseVector, add_sparse
 from tests.unit.stores import BACKENDS, empty_edge_template, fresh_store, store_config
@@ -95,7 +95,7 @@ def sealed(events: list[EventPoint], index: int) -> EpisodePoint:
     )
 
 
-async def write_sealed(store: ScopedStore, episodes: list[list[EventPoint]]) -> None:
+async def write_sealed(store: MemoryStore, episodes: list[list[EventPoint]]) -> None:
     """Events first, then their sealed episodes and the members' context vectors (the pipeline's order)."""
     await store.upsert_events([e for ep in episodes for e in ep])
     points = [sealed(ep, i) for i, ep in enumerate(episodes)]
@@ -141,12 +141,12 @@ ANSWER = "oh and my cousin Quillon Varga finally moved to Reykjavik in March"
 QUERY = "Where did my cousin Quillon Varga move to?"
 
 
-async def test_answer_in_one_turn_of_a_long_episode_comes_first(store: ScopedStore, lexical: LexicalEncoder):
+async def test_answer_in_one_turn_of_a_long_episode_comes_first(store: MemoryStore, lexical: LexicalEncoder):
     for seed in (1, 2, 3):  # three tenants of one store, three draws of embeddings
         await _answer_comes_first(store, lexical, f"t{seed}", np.random.default_rng(seed))
 
 
-async def _answer_comes_first(store: ScopedStore, lexical: LexicalEncoder, tenant: str, rng: np.random.Generator):
+async def _answer_comes_first(store: MemoryStore, lexical: LexicalEncoder, tenant: str, rng: np.random.Generator):
     texts = CHITCHAT[:17] + [ANSWER] + CHITCHAT[17:]  # 31 turns, the answer in the middle
     answer = "s1-17"
     vectors = [unit(rng) for _ in texts]
@@ -181,7 +181,7 @@ async def _answer_comes_first(store: ScopedStore, lexical: LexicalEncoder, tenan
 TOPICS = ["coffee beans", "train tickets", "garden roses", "piano lessons", "mountain hike"]
 
 
-async def _budget_store(store: ScopedStore, rng: np.random.Generator) -> dict[str, EventPoint]:
+async def _budget_store(store: MemoryStore, rng: np.random.Generator) -> dict[str, EventPoint]:
     """20 events: two sessions of two sealed episodes of five turns each."""
     episodes = []
     for s, session in enumerate(("s1", "s2")):
@@ -208,7 +208,7 @@ async def _budget_store(store: ScopedStore, rng: np.random.Generator) -> dict[st
     return {e.event_id: e for ep in episodes for e in ep}
 
 
-async def test_budget_is_respected_exactly(store: ScopedStore, lexical: LexicalEncoder):
+async def test_budget_is_respected_exactly(store: MemoryStore, lexical: LexicalEncoder):
     rng = np.random.default_rng(4)
     stored = await _budget_store(store, rng)
     q, lex = unit(rng), lexical.query("coffee beans please")
@@ -253,7 +253,7 @@ async def test_budget_is_respected_exactly(store: ScopedStore, lexical: LexicalE
 # -- c. an exact name beats a closer paraphrase -----------------------------------------------------------
 
 
-async def test_exact_name_beats_a_closer_paraphrase(store: ScopedStore, lexical: LexicalEncoder):
+async def test_exact_name_beats_a_closer_paraphrase(store: MemoryStore, lexical: LexicalEncoder):
     rng = np.random.default_rng(11)
     q = unit(rng)
     named = EventPoint("t", "u", "s", "named", 1.0, "I met Zorblax at the harbour", near(q, 0.55, rng))
@@ -287,7 +287,7 @@ async def test_exact_name_beats_a_closer_paraphrase(store: ScopedStore, lexical:
     assert got[0].event_id == "named"
 
 
-async def test_another_tenants_texts_do_not_change_the_ranking(store: ScopedStore, lexical: LexicalEncoder):
+async def test_another_tenants_texts_do_not_change_the_ranking(store: MemoryStore, lexical: LexicalEncoder):
     """Lexical IDF is computed over the asking tenant's events only: another tenant writing a word many
     times must not re-rank this tenant's results (a side channel between tenants otherwise)."""
     v = unit(np.random.default_rng(5))
@@ -498,13 +498,13 @@ async def test_reindex_keeps_every_point_and_makes_it_findable(backend: str, tmp
     if backend == "edge":
         _write_old_edge(path, events, episodes)
 
-        def opener(migrate: bool) -> ScopedStore:
+        def opener(migrate: bool) -> MemoryStore:
             return EdgeStore(cfg, migrate=migrate)
     else:
         client = AsyncQdrantClient(location=":memory:")
         await _write_old_server(client, cfg.collection_prefix, events, episodes)
 
-        def opener(migrate: bool) -> ScopedStore:
+        def opener(migrate: bool) -> MemoryStore:
             return ServerStore(cfg, client=client, migrate=migrate)
 
     with pytest.raises(StoreSchemaError):
