@@ -29,13 +29,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from faust.web import Request, Response, View
 from faust.web.exceptions import ValidationError as WebValidationError
-from pydantic import ValidationError
 
+from memstream.agents.http_body import json_body, validated
 from memstream.models.compensation import Compensation, memory_key, weighted_estimate
 from memstream.models.compensation import compensate as _compensate
 from memstream.models.error_memory import ErrorSample, SketchBackend
 from memstream.streams.api import CompensateBatchRequest, CompensateRequest
-from memstream.streams.codec import validation_reason
 
 if TYPE_CHECKING:
     import faust
@@ -250,17 +249,9 @@ def register_views(app: faust.App, runtime: Runtime) -> None:
     @app.page("/compensate/")
     class CompensateView(View):
         async def post(self, request: Request) -> Response:
-            try:
-                data = await request.json()
-            except ValueError as exc:
-                raise WebValidationError(f"request body is not JSON: {exc}") from None
+            data = await json_body(request)
             batch = isinstance(data, dict) and "queries" in data
-            model = CompensateBatchRequest if batch else CompensateRequest
-            try:
-                body = model.model_validate(data)
-            except ValidationError as exc:
-                raise WebValidationError(f"invalid {model.__name__}: {validation_reason(exc)}") from None
-            queries = body.queries if isinstance(body, CompensateBatchRequest) else [body]
+            queries = validated(data, CompensateBatchRequest).queries if batch else [validated(data, CompensateRequest)]
             try:
                 with metrics.store_timer("compensate"):
                     results = await service(runtime).compensate_many(queries)

@@ -3,34 +3,18 @@
 from __future__ import annotations
 
 import time
-from typing import Any, TypeVar
+from typing import Any
 
 import faust
 from faust.web import Request, Response, View
-from faust.web.exceptions import ValidationError as WebValidationError
-from pydantic import BaseModel, ValidationError
 
 from memstream.agents import compensate
+from memstream.agents.http_body import parse_body
 from memstream.agents.runtime import Runtime
 from memstream.agents.store import recall, recall_events
 from memstream.streams.api import ForgetRequest, GetRequest, RecallRequest
 from memstream.streams.codec import encode
-from memstream.streams.codec import validation_reason as _reason
 from memstream.streams.contracts import MemoryUpdate
-
-M = TypeVar("M", bound=BaseModel)
-
-
-async def _body(request: Request, model: type[M]) -> M:
-    """The request's JSON body validated as `model`; a clear 400 error otherwise."""
-    try:
-        data = await request.json()
-    except ValueError as exc:
-        raise WebValidationError(f"request body is not JSON: {exc}") from None
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise WebValidationError(f"invalid {model.__name__}: {_reason(exc)}") from None
 
 
 def register(app: faust.App, topics, runtime: Runtime) -> None:
@@ -39,7 +23,7 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
     @app.page("/recall/")
     class RecallView(View):
         async def post(self, request: Request) -> Response:
-            body = await _body(request, RecallRequest)
+            body = await parse_body(request, RecallRequest)
             chosen = runtime.settings.recall.with_request(body.mode, body.budget, body.episode_turns)
             vector = (await runtime.embed([body.query]))[0]
             store = await runtime.store()
@@ -76,7 +60,7 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
     @app.page("/get/")
     class GetView(View):
         async def post(self, request: Request) -> Response:
-            body = await _body(request, GetRequest)
+            body = await parse_body(request, GetRequest)
             with metrics.store_timer("get"):
                 events = await (await runtime.store()).events_by_ids(body.tenant_id, body.event_ids)
             return self.json({"events": [_event_dict(e) for e in events]})
@@ -84,7 +68,7 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
     @app.page("/forget/")
     class ForgetView(View):
         async def post(self, request: Request) -> Response:
-            body = await _body(request, ForgetRequest)
+            body = await parse_body(request, ForgetRequest)
             with metrics.store_timer("forget"):
                 removed = await (await runtime.store()).forget(body.tenant_id, body.user_id)
             compensate.service(runtime).forget_tenant(body.tenant_id)  # the sketch cannot forget one user
