@@ -21,7 +21,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 if TYPE_CHECKING:
     from memstream.agents.runtime import Runtime
-    from memstream.models.segmenter import SessionState
+    from memstream.models.session_state import SessionState
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 """Prometheus text format 0.0.4 (what every Prometheus server scrapes)."""

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from memstream.agents.store import MemoryStore
     from memstream.models.embedder import Embedder
     from memstream.models.language_model import LanguageModel
-    from memstream.models.segmenter import Segmenter, SessionState
+    from memstream.models.segmenter import Segmenter
+    from memstream.models.session_state import SessionState
 
 
 class LazyLanguageModel:

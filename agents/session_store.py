@@ -28,7 +28,7 @@ from typing import Any
 
 import faust
 
-from memstream.models.segmenter import SessionState
+from memstream.models.session_state import SessionState
 
 log = logging.getLogger(__name__)
 

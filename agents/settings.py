@@ -15,7 +15,7 @@ from memstream.models.compensation import CompensationConfig
 from memstream.models.embedder import EmbedderConfig
 from memstream.models.language_model import LanguageModelConfig
 from memstream.models.recall import RecallConfig
-from memstream.models.segmenter import SegmentationConfig
+from memstream.models.segmentation_config import SegmentationConfig
 from memstream.streams.settings import KafkaSettings
 from memstream.streams.topics import TopicNames
 

@@ -117,7 +117,8 @@ async def fill_store(
 ) -> dict[str, int]:
     """Segment the events as the segment stage does and write them as the index stage does."""
     from memstream.agents.store import EpisodePoint, EventPoint
-    from memstream.models.segmenter import Segmenter, SessionState
+    from memstream.models.segmenter import Segmenter
+    from memstream.models.session_state import SessionState
 
     segmenter = Segmenter(settings.segmentation)
     states: dict[tuple[str, str], SessionState] = {}

@@ -35,7 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from memstream.models.segmenter import SegmentationConfig, Segmenter, SessionState
+from memstream.models.segmentation_config import SegmentationConfig
+from memstream.models.segmenter import Segmenter
+from memstream.models.session_state import SessionState
 
 LM_METHODS = ("memstream_lm", "memstream_blend")
 METHODS = ("memstream", "memstream_unrefined", "none", "random", "fixed", "texttiling", "texttiling_oracle")

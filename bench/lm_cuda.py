@@ -117,7 +117,7 @@ def main() -> None:
     report["cuda_vs_cpu_token_nll"] = {"max_abs": float(np.abs(a - b).max()), "mean_abs": float(np.abs(a - b).mean())}
     if args.surprises:
         from bench.eval_segmentation import compute_lm_surprises
-        from memstream.models.segmenter import SegmentationConfig
+        from memstream.models.segmentation_config import SegmentationConfig
 
         report["dev_set"] = {"tag": engines["cuda"].tag}
         more = [int(c) for c in args.more_contexts.split(",") if c.strip()]

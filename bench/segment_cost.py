@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from memstream.models.segmenter import SegmentationConfig, Segmenter, SessionState
+from memstream.models.segmentation_config import SegmentationConfig
+from memstream.models.segmenter import Segmenter
+from memstream.models.session_state import SessionState
 
 
 def _push_all(segmenter: Segmenter, streams: list[tuple[str, np.ndarray]], roundtrip: bool) -> tuple[float, int, int]:

@@ -25,147 +25,28 @@ Per event, in arrival order:
 Everything is a function of the event sequence: how the stream is cut into pushes, and any round trip
 of `SessionState` through bytes between pushes, gives the same episodes.
 
-State bound (`SegmentationConfig.state_bound`): between pushes the state holds at most
-``max(max_len + lookahead, max_len + radius + ahead − 1, max_context + ahead − 1)`` events (a
-``dim``-float16 vector, id, ts and score each), with ``lookahead = max(ahead + peak_wait,
-graph_context) − 1``; with the defaults 64 + 13 = 77 events, ≈ 60 kB at 384-d. Vectors are kept at
-float16 precision (rounded on arrival, so a state that went through bytes decides exactly as one that
-did not): the state is written to the table's changelog after every event, and half the bytes is half
-the broker's and RocksDB's work, for a cosine error below 1e-3. Plus ``window``
-floats of score history. An episode is sealed once ``lookahead`` events follow its provisional end
-(or at `Segmenter.flush`); episodes hold between ``min_len`` (except a session's last) and ``max_len``
-events.
+The config is `models.segmentation_config.SegmentationConfig` (its ``state_bound`` caps the events a state
+holds between pushes); the state and its byte format are `models.session_state.SessionState`. Vectors are
+rounded to float16 on arrival, the precision the state stores, so a state that went through bytes decides
+exactly as one that did not.
 """
 
 from __future__ import annotations
 
-import base64
-import copy
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
-import orjson
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from memstream.models.boundaries import exceeds
 from memstream.models.refinement import best_split, similarity_graph
+from memstream.models.segmentation_config import SegmentationConfig
+from memstream.models.session_state import SessionState
 from memstream.models.surprise import LanguageModelSurprise, SurpriseContext, SurpriseModel, TokenScorer, make_surprise
 
-__all__ = ["EpisodeChange", "SegmentationConfig", "Segmenter", "SessionState"]
-
-STATE_VERSION = 2  # 1: float32 vectors (still read)
-_MAGIC = b"MSEG"
-_STORED = "<f2"  # dtype of stored vectors (version 2)
-
-
-class SegmentationConfig(BaseModel):
-    """Knobs of the segmenter. Defaults were chosen on the Wikipedia dev set (bench/eval_segmentation);
-    results are flat within ±4 of the window sizes and ±0.25 of gamma."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    surprise: Literal["embedding", "lm", "blend"] = Field(
-        default="embedding",
-        description="boundary signal: embedding surprise (no extra model), token NLL "
-        "under a causal LM (models.language_model), or both, standardised and averaged",
-    )
-    embedding_surprise: Literal["vmf", "cosine", "gaussian"] = Field(
-        default="vmf", description="distribution behind embedding surprise (models.surprise.make_surprise)"
-    )
-    lm_context_tokens: int = Field(
-        default=128, ge=0, description="LM surprise: tokens of the session's earlier events an event is read after"
-    )
-    lm_reduce: Literal["mean", "sum", "max"] = Field(
-        default="mean", description="LM surprise of an event from its tokens' NLLs"
-    )
-    lm_score: Literal["nll", "pmi"] = Field(
-        default="pmi",
-        description="nll: the text's NLL given the context (EM-LLM); pmi: minus its NLL without "
-        "context, so text that is hard in itself is not taken for a change of topic",
-    )
-    lm_window: int = Field(
-        default=4,
-        ge=1,
-        description="LM surprise of an event: mean over it and the next lm_window − 1 events "
-        "(capped at ahead, the events a decision waits for; a change of topic keeps surprising for a few events, "
-        "one odd sentence does not)",
-    )
-    blend_weight: float = Field(default=0.25, ge=0.0, le=1.0, description="blend: weight of the LM signal")
-    half_life: float | None = Field(
-        default=None, gt=0, description="recency half-life (events) of a context's distribution; None = flat"
-    )
-    context: Literal["episode", "recent"] = Field(
-        default="recent",
-        description="what an event is compared with: the current episode so far (EM-LLM), "
-        "or the latest max_context events whatever their episode",
-    )
-    max_context: int = Field(default=12, ge=1, description="at most this many latest events form the context")
-    ahead: int = Field(default=12, ge=1, description="look-ahead events whose surprise scores an event")
-    score: Literal["surprise", "contrast", "symmetric"] = Field(
-        default="symmetric",
-        description="surprise: mean NLL of the look-ahead under the context (EM-LLM when "
-        "ahead=1); contrast: minus their NLL under their own fit; symmetric: plus the same the other way",
-    )
-    peak_wait: int = Field(
-        default=2, ge=0, description="a candidate waits this many events for a higher score (0 = first crossing)"
-    )
-    gamma: float = Field(default=1.0, description="threshold = mean + gamma·std of the previous scores")
-    window: int = Field(default=64, ge=2, description="how many previous scores the threshold looks at")
-    warmup: int = Field(default=4, ge=2, description="no threshold (no surprise boundary) before this many scores")
-    min_len: int = Field(default=6, ge=1, description="events an episode holds before a surprise can close it")
-    max_len: int = Field(default=64, ge=2, description="an episode is cut when it reaches this many events")
-    refine: Literal["modularity", "conductance", "none"] = Field(
-        default="modularity", description="boundary refinement objective"
-    )
-    radius: int = Field(default=2, ge=0, description="a boundary moves at most this many events either way")
-    graph_context: int = Field(default=12, ge=1, description="events either side of a boundary in its refinement graph")
-    sim_floor: float = Field(default=0.0, description="similarities below this are no edge in the graph")
-
-    @model_validator(mode="after")
-    def _check(self) -> SegmentationConfig:
-        if self.min_len > self.max_len:
-            raise ValueError("min_len must not exceed max_len")
-        if self.refine != "none":
-            if self.graph_context <= self.radius:
-                raise ValueError("graph_context must exceed radius")
-            if self.max_len <= self.radius:
-                raise ValueError("max_len must exceed radius")
-            # a boundary is refined before the next can be found: at most one pending at a time
-            if self.graph_context > min(self.min_len + self.peak_wait, self.max_len) + self.ahead:
-                raise ValueError("graph_context must not exceed min(min_len + peak_wait, max_len) + ahead")
-        return self
-
-    @property
-    def uses_lm(self) -> bool:
-        return self.surprise != "embedding"
-
-    @property
-    def refine_lag(self) -> int:
-        """Events from a provisional boundary on that its refinement needs (the boundary's included)."""
-        return self.graph_context if self.refine != "none" else 1
-
-    @property
-    def lookahead(self) -> int:
-        """L: events after a provisional boundary needed before the episode it closes is sealed."""
-        return max(self.ahead + self.peak_wait, self.refine_lag) - 1
-
-    @property
-    def state_bound(self) -> int:
-        """Most events (vectors) a `SessionState` holds between pushes.
-
-        Unsealed events: an episode of ≤ max_len plus the lookahead after its provisional end; or, with
-        no boundary pending, ≤ max_len (+ radius, when refinement moved the start back) plus the
-        ahead − 1 events not decided yet. With ``context="recent"``, also the context of the next decision.
-        """
-        bound = self.max_len + self.lookahead
-        if self.refine != "none":
-            bound = max(bound, self.max_len + self.radius + self.ahead - 1)
-        if self.context == "recent":
-            bound = max(bound, self.max_context + self.ahead - 1)
-        return bound
+__all__ = ["EpisodeChange", "Segmenter"]
 
 
 @dataclass
@@ -178,141 +59,6 @@ class EpisodeChange:
     start_ts: float
     end_ts: float
     centroid: np.ndarray | None = None
-
-
-@dataclass
-class SessionState:
-    """Per-session segmenter state: the unsealed events and a few counters. Serialisable, bounded.
-
-    Indices count events since the session began: ``base`` is the first buffered event, ``open_from``
-    the first unsealed one (events between them are kept only as surprise context).
-    """
-
-    dim: int = 0
-    seen: int = 0
-    base: int = 0
-    open_from: int = 0
-    cursor: int = 0
-    cur_start: int = 0
-    pending: int | None = None
-    armed: int | None = None
-    episode_index: int = -1
-    ids: list[str] = field(default_factory=list)
-    ts: list[float] = field(default_factory=list)
-    texts: list[str] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)
-    history: list[float] = field(default_factory=list)
-    lm: list[float] = field(default_factory=list)  # LM surprise per buffered event (LM configs only)
-    lm_context: list[int] = field(default_factory=list)  # the session's latest token ids (LM configs only)
-    lm_history: list[float] = field(default_factory=list)  # blend: previous LM surprises
-    emb_history: list[float] = field(default_factory=list)  # blend: previous embedding scores
-    vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def _header(self) -> dict[str, Any]:
-        return {
-            "v": STATE_VERSION,
-            "dim": self.dim,
-            "seen": self.seen,
-            "base": self.base,
-            "open_from": self.open_from,
-            "cursor": self.cursor,
-            "cur_start": self.cur_start,
-            "pending": self.pending,
-            "armed": self.armed,
-            "episode_index": self.episode_index,
-            "ids": self.ids,
-            "ts": self.ts,
-            "texts": self.texts,
-            "scores": [None if s != s else s for s in self.scores],  # NaN (not scored) as null
-            "history": self.history,
-            "lm": [None if s != s else s for s in self.lm],
-            "lm_context": self.lm_context,
-            "lm_history": self.lm_history,
-            "emb_history": self.emb_history,
-        }
-
-    def drop_buffered(self) -> None:
-        """Forget every buffered event without sealing it, for a state whose vectors were lost. Counters
-        and score history go on: the next event opens a new episode with a new index."""
-        self.open_from = self.cursor = self.cur_start = self.base = self.seen
-        self.pending = self.armed = None
-        self.ids, self.ts, self.texts, self.scores, self.lm = [], [], [], [], []
-        self.vectors = np.zeros((0, self.dim), np.float32)
-
-    def vector_bytes(self, i: int | None = None) -> bytes:
-        """Stored form (little-endian float16) of the vector of ``ids[i]``, or of all of them."""
-        return np.ascontiguousarray(self.vectors if i is None else self.vectors[i], dtype=_STORED).tobytes()
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict; vectors as base64 of little-endian float16 bytes, NaN scores as null."""
-        data = copy.deepcopy(self._header())
-        data["vectors"] = base64.b64encode(self.vector_bytes()).decode()
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SessionState:
-        return cls._load(data, base64.b64decode(data["vectors"]))
-
-    @classmethod
-    def _load(cls, data: dict[str, Any], vector_bytes: bytes) -> SessionState:
-        if data.get("v") not in (1, STATE_VERSION):
-            raise ValueError(f"unsupported segmenter state version {data.get('v')!r}")
-        dim = int(data["dim"])
-        stored = "<f4" if data["v"] == 1 else _STORED
-        raw = np.frombuffer(vector_bytes, dtype=stored).astype(np.float32)  # a writable copy
-        return cls(
-            dim=dim,
-            seen=int(data["seen"]),
-            base=int(data["base"]),
-            open_from=int(data["open_from"]),
-            cursor=int(data["cursor"]),
-            cur_start=int(data["cur_start"]),
-            pending=None if data["pending"] is None else int(data["pending"]),
-            armed=None if data["armed"] is None else int(data["armed"]),
-            episode_index=int(data["episode_index"]),
-            ids=list(data["ids"]),
-            ts=[float(t) for t in data["ts"]],
-            texts=list(data["texts"]),
-            scores=[math.nan if s is None else float(s) for s in data["scores"]],
-            history=[float(h) for h in data["history"]],
-            lm=[math.nan if s is None else float(s) for s in data.get("lm", [])],
-            lm_context=[int(t) for t in data.get("lm_context", [])],
-            lm_history=[float(h) for h in data.get("lm_history", [])],
-            emb_history=[float(h) for h in data.get("emb_history", [])],
-            vectors=raw.reshape(len(data["ids"]), dim) if dim else np.zeros((0, 0), np.float32),
-        )
-
-    def to_bytes(self, *, vectors: bool = True) -> bytes:
-        """Compact binary form: magic, 4-byte header length, JSON header, raw little-endian float16 vectors.
-        ``vectors=False`` leaves the vectors out, for a caller that stores each event's vector apart
-        (`vector_bytes` gives one row) and hands them back to `from_bytes`."""
-        head = orjson.dumps(self._header())
-        return _MAGIC + len(head).to_bytes(4, "little") + head + (self.vector_bytes() if vectors else b"")
-
-    @classmethod
-    def from_bytes(cls, data: bytes, vectors: Callable[[list[str]], bytes | None] | None = None) -> SessionState:
-        """Inverse of `to_bytes`. For a state written without its vectors, ``vectors(ids)`` returns the
-        concatenated `vector_bytes` of those event ids, in order, or None if some are lost: the state then
-        comes back with nothing buffered (`drop_buffered`)."""
-        if not data.startswith(_MAGIC):
-            raise ValueError("not a segmenter state")
-        size = int.from_bytes(data[len(_MAGIC) : len(_MAGIC) + 4], "little")
-        start = len(_MAGIC) + 4
-        header = orjson.loads(data[start : start + size])
-        raw = data[start + size :]
-        if not raw and header["ids"] and header["dim"]:
-            if vectors is None:
-                raise ValueError("segmenter state was stored without its vectors, and none were given")
-            found = vectors(list(header["ids"]))
-            if found is None:
-                state = cls._load(header, bytes(len(header["ids"]) * int(header["dim"]) * np.dtype(_STORED).itemsize))
-                state.drop_buffered()
-                return state
-            raw = found
-        return cls._load(header, raw)
 
 
 class Segmenter:

@@ -16,7 +16,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from memstream.agents.store import Collection, EdgeStore, StoreConfig
-from memstream.models.segmenter import SegmentationConfig, Segmenter, SessionState
+from memstream.models.segmentation_config import SegmentationConfig
+from memstream.models.segmenter import Segmenter
+from memstream.models.session_state import SessionState
 from memstream.streams.admin import admin_client
 from memstream.streams.codec import decode
 from memstream.streams.contracts import CONTROL_KINDS, InteractionEvent, MemoryUpdate

@@ -10,7 +10,9 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from memstream.models.segmenter import SegmentationConfig, Segmenter, SessionState
+from memstream.models.segmentation_config import SegmentationConfig
+from memstream.models.segmenter import Segmenter
+from memstream.models.session_state import SessionState
 from memstream.models.surprise import LanguageModelSurprise, SurpriseContext, reduce_nll
 
 

@@ -20,7 +20,9 @@ from memstream.agents.app import _topics, create_app
 from memstream.agents.metrics import CONTENT_TYPE, Metrics, consumer_lag, new_scores
 from memstream.agents.runtime import Runtime
 from memstream.agents.settings import Settings
-from memstream.models.segmenter import SegmentationConfig, Segmenter, SessionState
+from memstream.models.segmentation_config import SegmentationConfig
+from memstream.models.segmenter import Segmenter
+from memstream.models.session_state import SessionState
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

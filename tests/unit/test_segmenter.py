@@ -7,7 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from memstream.models.segmenter import EpisodeChange, SegmentationConfig, Segmenter, SessionState
+from memstream.models.segmentation_config import SegmentationConfig
+from memstream.models.segmenter import EpisodeChange, Segmenter
+from memstream.models.session_state import SessionState
 
 
 def topic_stream(lengths: list[int], dim: int = 48, noise: float = 0.6, seed: int = 0) -> tuple[np.ndarray, list[int]]:

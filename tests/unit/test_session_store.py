@@ -7,7 +7,8 @@ import asyncio
 import numpy as np
 
 from memstream.agents.session_store import Session, SessionStore
-from memstream.models.segmenter import Segmenter, SessionState
+from memstream.models.segmenter import Segmenter
+from memstream.models.session_state import SessionState
 
 
 class _Signal:
