@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -88,7 +88,7 @@ async def cluster_id(kafka: KafkaSettings) -> str:
     return str(found)
 
 
-async def delete_topics(kafka: KafkaSettings, match) -> list[str]:
+async def delete_topics(kafka: KafkaSettings, match: Callable[[str], bool]) -> list[str]:
     """Delete every topic whose name ``match(name)`` accepts; return the names deleted."""
     async with admin_client(kafka) as admin:
         names = sorted(name for name in await admin.list_topics() if match(name))

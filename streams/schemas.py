@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+from pydantic import BaseModel
 
 from memstream.streams.contracts import SCHEMA_VERSION, DeadLetter, FeedbackEvent, InteractionEvent, MemoryUpdate
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
-MODELS = {
+MODELS: dict[str, type[BaseModel]] = {
     "interaction": InteractionEvent,
     "feedback": FeedbackEvent,
     "memory-update": MemoryUpdate,
@@ -19,7 +20,7 @@ MODELS = {
 
 def schema_files() -> dict[str, bytes]:
     """File name -> JSON Schema bytes for every contract at the current schema version."""
-    files = {}
+    files: dict[str, bytes] = {}
     for name, model in MODELS.items():
         schema = model.model_json_schema()
         schema["$id"] = f"https://memstream.dev/schemas/v{SCHEMA_VERSION}/{name}.json"
@@ -32,7 +33,7 @@ def schema_files() -> dict[str, bytes]:
 
 def write_schemas(directory: Path = SCHEMA_DIR) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
-    written = []
+    written: list[Path] = []
     for name, data in schema_files().items():
         path = directory / name
         path.write_bytes(data + b"\n")
