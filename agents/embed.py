@@ -20,7 +20,7 @@ import faust
 from memstream.agents.dead_letters import reject
 from memstream.agents.runtime import Runtime
 from memstream.streams.codec import InvalidRecord, decode_interaction, encode
-from memstream.streams.contracts import InteractionEvent, MemoryUpdate
+from memstream.streams.contracts import InteractionEvent, MemoryUpdate, UpdateKind
 from memstream.streams.frames import encode_with_vector
 
 STAGE = "embed"
@@ -28,7 +28,7 @@ STAGE = "embed"
 
 def _received(record: InteractionEvent) -> MemoryUpdate:
     return MemoryUpdate.make(
-        "event_received",
+        UpdateKind.EVENT_RECEIVED,
         record.tenant_id,
         [record.event_id],
         record.ts,

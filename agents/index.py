@@ -16,7 +16,7 @@ from memstream.agents.retry import until_done
 from memstream.agents.runtime import Runtime
 from memstream.agents.store import EpisodePoint, EventPoint
 from memstream.streams.codec import InvalidRecord, encode
-from memstream.streams.contracts import EpisodeRecord, InteractionEvent, MemoryUpdate
+from memstream.streams.contracts import EPISODE_UPDATES, EpisodeRecord, InteractionEvent, MemoryUpdate, UpdateKind
 from memstream.streams.frames import decode_frame
 
 STAGE = "index"
@@ -53,7 +53,7 @@ def _episode_point(record: EpisodeRecord, centroid: np.ndarray) -> EpisodePoint:
 
 def _event_update(record: InteractionEvent) -> MemoryUpdate:
     return MemoryUpdate.make(
-        "event_indexed",
+        UpdateKind.EVENT_INDEXED,
         record.tenant_id,
         [record.event_id],
         record.ts,
@@ -64,7 +64,7 @@ def _event_update(record: InteractionEvent) -> MemoryUpdate:
 
 def _episode_update(record: EpisodeRecord) -> MemoryUpdate:
     return MemoryUpdate.make(
-        f"episode_{record.kind}",
+        EPISODE_UPDATES[record.kind],
         record.tenant_id,
         [f"{record.session_id}#{record.episode_index}"],
         record.end_ts,

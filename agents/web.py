@@ -14,7 +14,7 @@ from memstream.agents.runtime import Runtime
 from memstream.agents.store import recall, recall_events
 from memstream.streams.api import ForgetRequest, GetRequest, RecallRequest
 from memstream.streams.codec import encode
-from memstream.streams.contracts import MemoryUpdate
+from memstream.streams.contracts import MemoryUpdate, UpdateKind
 
 
 def register(app: faust.App, topics, runtime: Runtime) -> None:
@@ -74,7 +74,7 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
             compensate.service(runtime).forget_tenant(body.tenant_id)  # the sketch cannot forget one user
             now = time.time()
             update = MemoryUpdate.make(
-                "forgotten",
+                UpdateKind.FORGOTTEN,
                 body.tenant_id,
                 [body.user_id],
                 now,

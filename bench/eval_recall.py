@@ -221,7 +221,7 @@ async def _through_kafka(events, questions, budget: int, timeout: float) -> dict
     from memstream.agents.settings import get_settings
     from memstream.deploy.workers import Deployment
     from memstream.streams.client import Publisher, subscribe
-    from memstream.streams.contracts import InteractionEvent
+    from memstream.streams.contracts import InteractionEvent, UpdateKind
 
     settings = get_settings()
     turns = {e["event_id"] for e in events if is_turn(e)}
@@ -232,7 +232,7 @@ async def _through_kafka(events, questions, budget: int, timeout: float) -> dict
         try:
             deployment.start_worker("w1")
             sealed: set[str] = set()
-            async with subscribe(kinds=["episode_sealed"], kafka=deployment.kafka) as updates:
+            async with subscribe(kinds=[UpdateKind.EPISODE_SEALED], kafka=deployment.kafka) as updates:
                 async with Publisher(deployment.kafka) as pub:
                     for start in range(0, len(events), 500):
                         chunk = events[start : start + 500]

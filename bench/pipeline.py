@@ -24,7 +24,7 @@ from bench.corpus import wiki_sentences
 from memstream.agents.settings import get_settings
 from memstream.deploy.workers import Deployment, free_port
 from memstream.streams.client import Publisher, subscribe
-from memstream.streams.contracts import InteractionEvent
+from memstream.streams.contracts import InteractionEvent, UpdateKind
 
 err = Console(stderr=True)
 
@@ -74,7 +74,7 @@ async def _until_indexed(
         if any(proc.poll() is not None for proc in deployment.workers):
             raise RuntimeError("a worker exited during the benchmark\n" + deployment.logs())
         for update in await updates.poll(timeout=0.2, max_records=5000):
-            if update.kind == "event_indexed" and update.ids[0] in pending:
+            if update.kind == UpdateKind.EVENT_INDEXED and update.ids[0] in pending:
                 pending.discard(update.ids[0])
                 if arrivals is not None:
                     arrivals[update.ids[0]] = time.perf_counter()
@@ -135,7 +135,7 @@ async def _run_workers(
         deployment.start_worker(f"worker{n}")
     try:
         main = _events(texts, sessions, "main")
-        async with subscribe(kinds=["event_indexed"], kafka=deployment.kafka) as updates:
+        async with subscribe(kinds=[UpdateKind.EVENT_INDEXED], kafka=deployment.kafka) as updates:
             async with Publisher(deployment.kafka) as pub:
                 await _warm_up(pub, updates, texts[:64], sessions, timeout, deployment)
                 sent: dict[str, float] = {}

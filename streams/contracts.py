@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import math
 import uuid
-from typing import Annotated, Any, Literal
+from enum import StrEnum
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 DEFAULT_MAX_TEXT_CHARS = 16_384
 MAX_ATTRIBUTES_BYTES = 8_192
 MAX_VECTOR_DIM = 4_096
@@ -108,15 +109,34 @@ class FeedbackEvent(_Record):
         return f"{self.tenant_id}/{self.user_id}".encode()
 
 
-UpdateKind = Literal[
-    "event_received",
-    "event_indexed",
-    "episode_opened",
-    "episode_sealed",
-    "error_stored",
-    "errors_evicted",
-    "errors_reset",
-    "forgotten",
+class UpdateKind(StrEnum):
+    """What a :class:`MemoryUpdate` announces: the one list of update kinds. Members are ``str`` (``==``
+    a plain string, the string itself on the wire), so subscribers may compare with either."""
+
+    EVENT_RECEIVED = "event_received"
+    EVENT_INDEXED = "event_indexed"
+    EPISODE_OPENED = "episode_opened"
+    EPISODE_SEALED = "episode_sealed"
+    ERROR_STORED = "error_stored"
+    ERRORS_EVICTED = "errors_evicted"
+    ERRORS_RESET = "errors_reset"
+    FORGOTTEN = "forgotten"
+
+
+EpisodeKind = Literal["opened", "sealed"]
+
+EPISODE_UPDATES: Final[dict[EpisodeKind, UpdateKind]] = {
+    "opened": UpdateKind.EPISODE_OPENED,
+    "sealed": UpdateKind.EPISODE_SEALED,
+}
+"""The update announcing an :class:`EpisodeRecord` of each kind."""
+
+_WireUpdateKind = Annotated[
+    UpdateKind,
+    # Records are strict, and a strict enum field takes only enum members: a decoded record has the string.
+    Field(strict=False),
+    # The schema lists the values inline, as the wire has them.
+    WithJsonSchema({"enum": [kind.value for kind in UpdateKind], "title": "Kind", "type": "string"}),
 ]
 
 
@@ -129,7 +149,7 @@ class MemoryUpdate(_Record):
 
     schema_version: Literal[1] = SCHEMA_VERSION
     update_id: str
-    kind: UpdateKind
+    kind: _WireUpdateKind
     tenant_id: Ident
     user_id: Ident | None = None
     session_id: Ident | None = None
@@ -152,7 +172,7 @@ class EpisodeRecord(_Record):
     float32 bytes in the frame (see codec.encode_with_vector), empty for an opened episode."""
 
     schema_version: Literal[1] = SCHEMA_VERSION
-    kind: Literal["opened", "sealed"]
+    kind: EpisodeKind
     tenant_id: Ident
     user_id: Ident
     session_id: Ident

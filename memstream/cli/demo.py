@@ -16,7 +16,7 @@ from rich.console import Console
 
 from memstream.agents.settings import get_settings
 from memstream.streams.client import Publisher, subscribe
-from memstream.streams.contracts import InteractionEvent, MemoryUpdate
+from memstream.streams.contracts import InteractionEvent, MemoryUpdate, UpdateKind
 
 out = Console()
 
@@ -62,8 +62,8 @@ def _ensure_broker(bootstrap: str) -> None:
 
 def _complete(seen: list[MemoryUpdate], messages: int) -> bool:
     """Every message indexed and every one of them inside a sealed episode."""
-    indexed = {u.ids[0] for u in seen if u.kind == "event_indexed"}
-    sealed = {e for u in seen if u.kind == "episode_sealed" for e in u.payload.get("event_ids", [])}
+    indexed = {u.ids[0] for u in seen if u.kind == UpdateKind.EVENT_INDEXED}
+    sealed = {e for u in seen if u.kind == UpdateKind.EPISODE_SEALED for e in u.payload.get("event_ids", [])}
     return len(indexed) >= messages and len(sealed) >= messages
 
 
@@ -79,10 +79,10 @@ async def _recall(web_port: int, session_id: str) -> list[dict]:
 
 def _describe(update: MemoryUpdate) -> str:
     payload = update.payload
-    if update.kind == "episode_sealed":
+    if update.kind == UpdateKind.EPISODE_SEALED:
         events = payload.get("event_ids", [])
         return f"episode {payload.get('episode_index')} sealed: {len(events)} events ({events[0]} … {events[-1]})"
-    if update.kind == "episode_opened":
+    if update.kind == UpdateKind.EPISODE_OPENED:
         return f"episode {payload.get('episode_index')} opened at {payload.get('event_ids', ['?'])[0]}"
     return ", ".join(update.ids)
 

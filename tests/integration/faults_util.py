@@ -21,7 +21,7 @@ from memstream.models.segmenter import Segmenter
 from memstream.models.session_state import SessionState
 from memstream.streams.admin import admin_client
 from memstream.streams.codec import decode
-from memstream.streams.contracts import CONTROL_KINDS, InteractionEvent, MemoryUpdate
+from memstream.streams.contracts import CONTROL_KINDS, EPISODE_UPDATES, InteractionEvent, MemoryUpdate, UpdateKind
 from memstream.streams.frames import decode_with_vector
 from memstream.streams.settings import KafkaSettings
 
@@ -144,7 +144,7 @@ class UpdateLog:
             self.all.append(update)
             self.first_seen.setdefault(update.update_id, now)
 
-    def ids(self, kind: str) -> set[str]:
+    def ids(self, kind: UpdateKind) -> set[str]:
         return {u.ids[0] for u in self.all if u.kind == kind}
 
     def sealed(self) -> dict[tuple[str, str, int], list[str]]:
@@ -152,7 +152,7 @@ class UpdateLog:
         return {
             (u.tenant_id, u.session_id, u.payload["episode_index"]): list(u.payload["event_ids"])
             for u in self.all
-            if u.kind == "episode_sealed"
+            if u.kind == UpdateKind.EPISODE_SEALED
         }
 
 
@@ -203,7 +203,7 @@ def reference(frames: list[bytes], config: SegmentationConfig) -> Reference:
     ref = Reference()
     seen: set[tuple[str, str]] = set()
 
-    def announce(kind: str, tenant: str, ids: list[str]) -> None:
+    def announce(kind: UpdateKind, tenant: str, ids: list[str]) -> None:
         ref.update_ids.add(MemoryUpdate.make(kind, tenant, ids, 0.0).update_id)  # ts does not enter the id
 
     for frame in frames:
@@ -213,15 +213,15 @@ def reference(frames: list[bytes], config: SegmentationConfig) -> Reference:
             continue
         seen.add((record.tenant_id, record.event_id))
         state = states[record.key]
-        announce("event_received", record.tenant_id, [record.event_id])
+        announce(UpdateKind.EVENT_RECEIVED, record.tenant_id, [record.event_id])
         if record.kind in CONTROL_KINDS:
             changes = segmenter.flush(state)
         else:
             changes = segmenter.push(state, record.event_id, record.ts, vector, record.text)
-            announce("event_indexed", record.tenant_id, [record.event_id])
+            announce(UpdateKind.EVENT_INDEXED, record.tenant_id, [record.event_id])
         for change in changes:
             key = (record.tenant_id, record.session_id, change.episode_index)
-            announce(f"episode_{change.kind}", record.tenant_id, [f"{record.session_id}#{change.episode_index}"])
+            announce(EPISODE_UPDATES[change.kind], record.tenant_id, [f"{record.session_id}#{change.episode_index}"])
             if change.kind == "sealed":
                 ref.sealed[key] = list(change.event_ids)
             else:

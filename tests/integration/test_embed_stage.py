@@ -11,7 +11,7 @@ import pytest
 
 from memstream.streams.client import Publisher, subscribe
 from memstream.streams.codec import decode
-from memstream.streams.contracts import DeadLetter, InteractionEvent
+from memstream.streams.contracts import DeadLetter, InteractionEvent, UpdateKind
 from memstream.streams.frames import decode_with_vector
 from tests.integration.harness import Namespace, collect
 
@@ -55,7 +55,7 @@ async def test_thousand_valid_and_hundred_invalid(kafka_bootstrap, tmp_path):
     await ns.create_topics()
     ns.start_worker(stages="embed")
     try:
-        async with subscribe(kinds=["event_received"], kafka=ns.kafka) as updates:
+        async with subscribe(kinds=[UpdateKind.EVENT_RECEIVED], kafka=ns.kafka) as updates:
             async with Publisher(ns.kafka) as pub:
                 await pub.publish_many(valid(i) for i in range(1000))
                 for i in range(100):

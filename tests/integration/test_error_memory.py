@@ -11,7 +11,7 @@ import pytest
 
 from memstream.streams.client import Publisher, subscribe
 from memstream.streams.codec import decode
-from memstream.streams.contracts import DeadLetter, FeedbackEvent, MemoryUpdate
+from memstream.streams.contracts import DeadLetter, FeedbackEvent, MemoryUpdate, UpdateKind
 from tests.integration.harness import Namespace, collect, free_port
 
 pytestmark = pytest.mark.integration
@@ -83,7 +83,7 @@ async def wait_updates(updates, seen: list[MemoryUpdate], done, workers, timeout
 
 
 def stored(seen: list[MemoryUpdate]) -> set[str]:
-    return {u.ids[0] for u in seen if u.kind == "error_stored"}
+    return {u.ids[0] for u in seen if u.kind == UpdateKind.ERROR_STORED}
 
 
 class Worker:
@@ -152,7 +152,7 @@ async def test_feedback_compensates_dead_letters_resets_and_survives_a_restart(k
             async with Publisher(ns.kafka) as pub:  # a new model: the old errors say nothing about it
                 await pub.publish(feedback("alice", 100, 0.0, 0.5, version="v2", text=SCIFI[0]))
             await wait_updates(updates, seen, lambda s: "alice-v2-100" in stored(s), [worker.proc])
-            reset = [u for u in seen if u.kind == "errors_reset"]
+            reset = [u for u in seen if u.kind == UpdateKind.ERRORS_RESET]
             assert reset and reset[0].ids == ["v2"] and reset[0].payload["removed"] == len(batch)
             status, old = await worker.post(http, query("alice", 0.2))
             assert old["y"] == 0.2 and not old["compensated"]
@@ -176,7 +176,7 @@ async def test_feedback_compensates_dead_letters_resets_and_survives_a_restart(k
                 )
             await wait_updates(updates, seen, lambda s: "alice-v2-101" in stored(s), [worker.proc])
             assert "alice-v1-200" not in stored(seen)
-            assert len({u.update_id for u in seen if u.kind == "errors_reset"}) == 1
+            assert len({u.update_id for u in seen if u.kind == UpdateKind.ERRORS_RESET}) == 1
     finally:
         ns.stop_workers()
         print(ns.logs()[-3000:])

@@ -28,7 +28,7 @@ from memstream.deploy.kafka import LocalKafka
 from memstream.deploy.workers import free_ports
 from memstream.streams.client import Publisher
 from memstream.streams.codec import decode, encode
-from memstream.streams.contracts import DeadLetter, FeedbackEvent, InteractionEvent, MemoryUpdate
+from memstream.streams.contracts import DeadLetter, FeedbackEvent, InteractionEvent, MemoryUpdate, UpdateKind
 from tests.integration.faults_util import (
     FAULT_WORKER_ENV,
     TOPICS,
@@ -88,7 +88,7 @@ async def test_sigkill_a_worker_mid_stream(kafka_bootstrap, tmp_path):
     timings: dict[str, float] = {}
 
     def indexed() -> int:
-        return len(log.ids("event_indexed"))
+        return len(log.ids(UpdateKind.EVENT_INDEXED))
 
     try:
         a = ns.start_worker("a", "embed,segment")
@@ -99,7 +99,7 @@ async def test_sigkill_a_worker_mid_stream(kafka_bootstrap, tmp_path):
             async def until(done, what: str, alive, fatal: bool = True) -> None:
                 while not done():
                     if time.monotonic() > deadline:
-                        lost = sorted({e.event_id for e in messages} - log.ids("event_indexed"))
+                        lost = sorted({e.event_id for e in messages} - log.ids(UpdateKind.EVENT_INDEXED))
                         assert not fatal, (
                             f"timed out waiting for {what}: {indexed()} indexed, never indexed "
                             f"{lost[:10]}:\n{ns.logs()}"
@@ -124,7 +124,7 @@ async def test_sigkill_a_worker_mid_stream(kafka_bootstrap, tmp_path):
             killed_store, at_kill_store = time.monotonic(), indexed()
             store = ns.start_worker("store", "index,web", **index_env)
             await until(
-                lambda: indexed() >= len(messages) and len(log.ids("event_received")) >= len(stream),
+                lambda: indexed() >= len(messages) and len(log.ids(UpdateKind.EVENT_RECEIVED)) >= len(stream),
                 "everything indexed",
                 [a, store],
             )
@@ -245,8 +245,8 @@ async def test_fuzzed_malformed_records_are_dead_lettered(kafka_bootstrap, tmp_p
             finally:
                 await producer.stop()
             deadline = time.monotonic() + 180
-            while len(log.ids("event_indexed")) < len(messages) or len(log.sealed()) == 0:
-                assert time.monotonic() < deadline, f"{len(log.ids('event_indexed'))} indexed:\n{ns.logs()}"
+            while len(log.ids(UpdateKind.EVENT_INDEXED)) < len(messages) or len(log.sealed()) == 0:
+                assert time.monotonic() < deadline, f"{len(log.ids(UpdateKind.EVENT_INDEXED))} indexed:\n{ns.logs()}"
                 assert worker.poll() is None, f"the worker died:\n{ns.logs()}"
                 log.add(await updates.poll())
             sealed_ids = lambda: {i for ids in log.sealed().values() for i in ids}  # noqa: E731
@@ -272,8 +272,8 @@ async def test_fuzzed_malformed_records_are_dead_lettered(kafka_bootstrap, tmp_p
     for d in decoded:
         kept = base64.b64decode(d.raw_b64)
         assert kept == by_hash[d.raw_sha256] if not d.raw_truncated else by_hash[d.raw_sha256].startswith(kept)
-    assert log.ids("event_received") == {e.event_id for e in valid}
-    assert log.ids("event_indexed") == {e.event_id for e in messages}
+    assert log.ids(UpdateKind.EVENT_RECEIVED) == {e.event_id for e in valid}
+    assert log.ids(UpdateKind.EVENT_INDEXED) == {e.event_id for e in messages}
     assert {i for ids in log.sealed().values() for i in ids} == {e.event_id for e in messages}
 
 
@@ -373,10 +373,10 @@ def test_tenant_isolation_and_forget(kafka_bootstrap, tmp_path):
             deadline = time.monotonic() + 180
             want_sealed = {(e.tenant_id, e.event_id) for e in messages}
             while {
-                (u.tenant_id, i) for u in log.all if u.kind == "episode_sealed" for i in u.payload["event_ids"]
-            } < want_sealed or len({(u.tenant_id, u.ids[0]) for u in log.all if u.kind == "error_stored"}) < len(
-                feedback
-            ):
+                (u.tenant_id, i) for u in log.all if u.kind == UpdateKind.EPISODE_SEALED for i in u.payload["event_ids"]
+            } < want_sealed or len(
+                {(u.tenant_id, u.ids[0]) for u in log.all if u.kind == UpdateKind.ERROR_STORED}
+            ) < len(feedback):
                 assert time.monotonic() < deadline, f"not all indexed:\n{ns.logs()}"
                 assert worker.poll() is None, ns.logs()
                 log.add(await updates.poll())
@@ -388,7 +388,7 @@ def test_tenant_isolation_and_forget(kafka_bootstrap, tmp_path):
             while time.monotonic() < deadline:
                 for raw in await updates.poll():
                     update = decode(raw, MemoryUpdate)
-                    if update.kind == "forgotten" and (update.tenant_id, update.ids) == (tenant, [user]):
+                    if update.kind == UpdateKind.FORGOTTEN and (update.tenant_id, update.ids) == (tenant, [user]):
                         return update
         raise AssertionError(f"no `forgotten` update for {tenant}/{user}")
 
@@ -467,10 +467,12 @@ def test_tenant_isolation_and_forget(kafka_bootstrap, tmp_path):
             episodes = {
                 (u.session_id, u.payload["episode_index"])
                 for u in log.all
-                if u.kind == "episode_sealed" and (u.tenant_id, u.user_id) == (tenant, user)
+                if u.kind == UpdateKind.EPISODE_SEALED and (u.tenant_id, u.user_id) == (tenant, user)
             }
             errors = {
-                u.ids[0] for u in log.all if u.kind == "error_stored" and (u.tenant_id, u.user_id) == (tenant, user)
+                u.ids[0]
+                for u in log.all
+                if u.kind == UpdateKind.ERROR_STORED and (u.tenant_id, u.user_id) == (tenant, user)
             }
             status, answer = _post(port, "/forget/", {"tenant_id": tenant, "user_id": user})
             assert status == 200
@@ -532,7 +534,7 @@ async def test_store_unavailable_then_back(kafka_bootstrap, tmp_path):
                     assert worker.poll() is None, ns.logs()
                     await episodes.poll()
             log.add(await updates.poll(3.0))  # a commit interval (2.8 s) passes
-            assert not log.ids("event_indexed"), "announced while the store was down"
+            assert not log.ids(UpdateKind.EVENT_INDEXED), "announced while the store was down"
             before_stop = await committed_offsets(ns.kafka, ns.app_id, ns.kafka.topics.episodes)
             stop_started = time.monotonic()
             worker.send_signal(signal.SIGTERM)
@@ -551,13 +553,13 @@ async def test_store_unavailable_then_back(kafka_bootstrap, tmp_path):
                 assert time.monotonic() - outage_started < OUTAGE_S + 90, "the new worker never tried the store"
                 assert worker.poll() is None, ns.logs()
                 log.add(await updates.poll())
-            assert not log.ids("event_indexed"), "announced while the store was down"
+            assert not log.ids(UpdateKind.EVENT_INDEXED), "announced while the store was down"
             after_restart = await committed_offsets(ns.kafka, ns.app_id, ns.kafka.topics.episodes)
             await blocker.close()
             released = time.monotonic()
             deadline = released + 120
-            while len(log.ids("event_indexed")) < len(messages):
-                assert time.monotonic() < deadline, f"{len(log.ids('event_indexed'))} indexed:\n{ns.logs()}"
+            while len(log.ids(UpdateKind.EVENT_INDEXED)) < len(messages):
+                assert time.monotonic() < deadline, f"{len(log.ids(UpdateKind.EVENT_INDEXED))} indexed:\n{ns.logs()}"
                 assert worker.poll() is None, ns.logs()
                 log.add(await updates.poll())
             catch_up = time.monotonic() - released
@@ -615,11 +617,11 @@ async def test_broker_restart_mid_stream(private_broker, tmp_path):
             await pub.publish_many(stream[:half])
         async with TopicReader(ns.kafka, ns.kafka.topics.memory_updates) as updates:
             deadline = time.monotonic() + 180
-            while len(log.ids("event_indexed")) < len(messages) // 6:
+            while len(log.ids(UpdateKind.EVENT_INDEXED)) < len(messages) // 6:
                 assert time.monotonic() < deadline, ns.logs()
                 assert worker.poll() is None, ns.logs()
                 log.add(await updates.poll())
-        at_stop = len(log.ids("event_indexed"))
+        at_stop = len(log.ids(UpdateKind.EVENT_INDEXED))
         down_started = time.monotonic()
         await asyncio.to_thread(private_broker.down)
         await asyncio.sleep(BROKER_DOWN_S)
@@ -632,8 +634,8 @@ async def test_broker_restart_mid_stream(private_broker, tmp_path):
         log.first_seen.clear()
         async with TopicReader(ns.kafka, ns.kafka.topics.memory_updates) as updates:
             deadline = time.monotonic() + 240
-            while len(log.ids("event_indexed")) < len(messages):
-                assert time.monotonic() < deadline, f"{len(log.ids('event_indexed'))} indexed:\n{ns.logs()}"
+            while len(log.ids(UpdateKind.EVENT_INDEXED)) < len(messages):
+                assert time.monotonic() < deadline, f"{len(log.ids(UpdateKind.EVENT_INDEXED))} indexed:\n{ns.logs()}"
                 assert worker.poll() is None, f"the worker died after the broker restart:\n{ns.logs()}"
                 log.add(await updates.poll())
         caught_up = time.monotonic() - up_at
@@ -641,8 +643,8 @@ async def test_broker_restart_mid_stream(private_broker, tmp_path):
             f"indexed when the broker stopped: {at_stop}/{len(messages)}; broker down "
             f"{up_at - down_started:.1f} s; all indexed {caught_up:.1f} s after it was back"
         )
-        assert log.ids("event_indexed") == {e.event_id for e in messages}
-        assert log.ids("event_received") == {e.event_id for e in stream}
+        assert log.ids(UpdateKind.EVENT_INDEXED) == {e.event_id for e in messages}
+        assert log.ids(UpdateKind.EVENT_RECEIVED) == {e.event_id for e in stream}
     finally:
         ns.stop_workers()
         print(ns.logs()[-4000:])

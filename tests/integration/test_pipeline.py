@@ -14,7 +14,7 @@ import pytest
 
 from memstream.models.embedder import Embedder
 from memstream.streams.client import Publisher, subscribe
-from memstream.streams.contracts import InteractionEvent, MemoryUpdate
+from memstream.streams.contracts import InteractionEvent, MemoryUpdate, UpdateKind
 from memstream.streams.frames import decode_with_vector
 from tests.integration.harness import Namespace, collect, free_port
 
@@ -57,11 +57,11 @@ async def wait_for(updates, seen: list[MemoryUpdate], done, timeout: float, work
 
 
 def indexed(seen: list[MemoryUpdate]) -> set[str]:
-    return {u.ids[0] for u in seen if u.kind == "event_indexed"}
+    return {u.ids[0] for u in seen if u.kind == UpdateKind.EVENT_INDEXED}
 
 
 def sealed(seen: list[MemoryUpdate]) -> dict[int, list[str]]:
-    return {u.payload["episode_index"]: u.payload["event_ids"] for u in seen if u.kind == "episode_sealed"}
+    return {u.payload["episode_index"]: u.payload["event_ids"] for u in seen if u.kind == UpdateKind.EPISODE_SEALED}
 
 
 async def test_embedded_topic_carries_the_embedders_vectors(kafka_bootstrap, tmp_path):
@@ -269,7 +269,7 @@ async def test_an_idle_session_is_sealed_even_when_its_activity_was_lost_before_
             assert [i for idx in sorted(sealed(seen)) for i in sealed(seen)[idx]] == ids  # in order, each once
             # the backlog was there when the worker started: nothing fetched before faust's seek to the
             # committed offsets may be processed a second time after it (agents/faust_compat.py holds the fetcher)
-            replays = sorted(u.ids[0] for u in seen if u.kind == "event_indexed")
+            replays = sorted(u.ids[0] for u in seen if u.kind == UpdateKind.EVENT_INDEXED)
             assert replays == ids, f"replayed more than once: {replays}"
     finally:
         ns.stop_workers()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import get_args
 
 import numpy as np
 import orjson
 import pytest
 
 from memstream.streams.codec import InvalidRecord, dead_letter, decode, decode_feedback, decode_interaction, encode
-from memstream.streams.contracts import InteractionEvent, MemoryUpdate
+from memstream.streams.contracts import EPISODE_UPDATES, EpisodeKind, InteractionEvent, MemoryUpdate, UpdateKind
 from memstream.streams.frames import decode_with_vector, encode_with_vector
 from memstream.streams.schemas import SCHEMA_DIR, schema_files
 
@@ -91,10 +92,25 @@ def test_vector_frame_round_trip_is_float32_bytes():
 
 
 def test_update_ids_are_deterministic_for_deduplication():
-    a = MemoryUpdate.make("event_received", "t", ["e1"], 1.0, session_id="s")
-    b = MemoryUpdate.make("event_received", "t", ["e1"], 2.0, session_id="s")
-    c = MemoryUpdate.make("event_received", "t2", ["e1"], 1.0, session_id="s")
+    a = MemoryUpdate.make(UpdateKind.EVENT_RECEIVED, "t", ["e1"], 1.0, session_id="s")
+    b = MemoryUpdate.make(UpdateKind.EVENT_RECEIVED, "t", ["e1"], 2.0, session_id="s")
+    c = MemoryUpdate.make(UpdateKind.EVENT_RECEIVED, "t2", ["e1"], 1.0, session_id="s")
     assert a.update_id == b.update_id != c.update_id
+
+
+def test_update_kinds_travel_as_their_strings():
+    update = MemoryUpdate.make(UpdateKind.EPISODE_SEALED, "t", ["s#0"], 1.0, session_id="s")
+    wire = orjson.loads(encode(update))
+    assert wire["kind"] == "episode_sealed"
+    back = decode(encode(update), MemoryUpdate)
+    assert back == update and back.kind is UpdateKind.EPISODE_SEALED and back.kind == "episode_sealed"
+    with pytest.raises(InvalidRecord, match="kind"):
+        decode(raw({**wire, "kind": "episode_lost"}), MemoryUpdate)
+
+
+def test_every_episode_record_kind_is_announced_by_its_own_update():
+    assert set(EPISODE_UPDATES) == set(get_args(EpisodeKind))
+    assert {k.value for k in EPISODE_UPDATES.values()} == {"episode_opened", "episode_sealed"}
 
 
 def test_dead_letter_keeps_raw_bytes_and_source():
@@ -139,6 +155,6 @@ def test_schema_version_must_be_the_integer_one(version):
 
 
 def test_salted_updates_differ():
-    a = MemoryUpdate.make("forgotten", "t", ["u"], 1.0, salt="1")
-    b = MemoryUpdate.make("forgotten", "t", ["u"], 2.0, salt="2")
+    a = MemoryUpdate.make(UpdateKind.FORGOTTEN, "t", ["u"], 1.0, salt="1")
+    b = MemoryUpdate.make(UpdateKind.FORGOTTEN, "t", ["u"], 2.0, salt="2")
     assert a.update_id != b.update_id
