@@ -6,7 +6,7 @@ back. Two memories answer:
 
 * ``knn``: the k nearest samples in the store's ``errors`` collection, filtered by tenant and
   model_version inside the store, weighted by softmax(sim/τ). Every worker can serve it.
-* ``sketch``: a `models.error_memory.SketchBackend` (RACE) held in the worker, O(1) per read.
+* ``sketch``: a `models.sketch_backend.SketchBackend` (RACE) held in the worker, O(1) per read.
 
 Checkpoint of the sketch: it has none of its own. The ``errors`` collection is the durable memory (every
 live sample is written there before it is announced, also in sketch mode); the sketch is an index derived
@@ -33,7 +33,8 @@ from faust.web.exceptions import ValidationError as WebValidationError
 from memstream.agents.http_body import json_body, validated
 from memstream.models.compensation import Compensation, memory_key, weighted_estimate
 from memstream.models.compensation import compensate as _compensate
-from memstream.models.error_memory import ErrorSample, SketchBackend
+from memstream.models.error_policy import ErrorSample
+from memstream.models.sketch_backend import SketchBackend
 from memstream.streams.api import CompensateBatchRequest, CompensateRequest
 
 if TYPE_CHECKING:

@@ -5,13 +5,14 @@ and the stream goes on. A sample's key is `models.compensation.memory_key` of it
 embedded in one batch per batch, numeric vectors as given) and its user: a hashed user block plus the
 features fitted to the rest of ``store.dim``, so every layout fits the ``errors`` collection.
 
-What to do with a sample is decided by `models.error_memory.ErrorMemory` (a new model_version resets the
-tenant, a retired version or an already expired sample is refused, capacity and ttl in event time) over
-a backend that only records its decisions; `FeedbackWriter` then applies them to the store, in order:
-a reset is ``delete_errors(except_model_version=new)``, stores are ``upsert_errors``, and after each
-batch ttl is ``delete_errors(before=watermark − ttl)`` and capacity ``trim_errors``. Each write is
-announced after it is done (``error_stored``, ``errors_reset``, ``errors_evicted``). With the sketch
-backend the same decisions also feed the worker's sketch (see `agents.compensate`).
+What to do with a sample is decided by `models.error_policy.ErrorPolicy` (a new model_version resets the
+tenant, a retired version or an already expired sample is refused, capacity and ttl in event time), which
+returns its decisions; `FeedbackWriter` applies them to the store, in order: a `ResetVersion` is
+``delete_errors(except_model_version=new)``, stores (`StoreSample`) are ``upsert_errors``, and after each
+batch ttl (`ExpireBefore`, the newest cutoff per tenant) is ``delete_errors(before=cutoff)`` and capacity
+(`EvictOldest`) ``trim_errors``, once per tenant. Each write is announced after it is done
+(``error_stored``, ``errors_reset``, ``errors_evicted``). With the sketch backend the same decisions also
+feed the worker's sketch (see `agents.compensate`).
 
 Version state (current and retired model_versions, event-time watermark) lives in a Faust table keyed
 by tenant, changed in the same Kafka transaction as the batch's offsets (exactly_once). One tenant's
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import faust
 import numpy as np
@@ -40,8 +41,15 @@ from memstream.agents.faust_compat import as_current_event
 from memstream.agents.retry import until_done
 from memstream.agents.runtime import Runtime
 from memstream.agents.store import ErrorPoint
-from memstream.models.compensation import NeighbourEstimate
-from memstream.models.error_memory import Dropped, ErrorMemory, ErrorSample
+from memstream.models.error_policy import (
+    Decision,
+    ErrorPolicy,
+    ErrorSample,
+    ExpireBefore,
+    ResetVersion,
+    StoreSample,
+    VersionState,
+)
 from memstream.streams.codec import InvalidRecord, decode_feedback, encode
 from memstream.streams.contracts import FeedbackEvent, MemoryUpdate
 
@@ -49,47 +57,6 @@ STAGE = "errors"
 log = logging.getLogger(__name__)
 
 Announce = Callable[[bytes, MemoryUpdate], Awaitable[None]]
-
-
-class _Decisions:
-    """An ErrorBackend that stores nothing and records what ErrorMemory decided, for FeedbackWriter.
-
-    ``ops`` holds ("reset", tenant, first sample of the new version) and ("add", tenant, sample) in
-    order; ``cutoffs`` the newest ttl cutoff per tenant. Capacity is applied once per batch by the writer.
-    """
-
-    def __init__(self) -> None:
-        self.ops: list[tuple[str, str, ErrorSample]] = []
-        self.cutoffs: dict[str, float] = {}
-        self._resetting: set[str] = set()
-
-    def add(self, tenant_id: str, sample: ErrorSample) -> None:
-        if tenant_id in self._resetting:  # ErrorMemory clears, then adds the new version's first sample
-            self._resetting.discard(tenant_id)
-            self.ops.append(("reset", tenant_id, sample))
-        self.ops.append(("add", tenant_id, sample))
-
-    def clear(self, tenant_id: str) -> Dropped:
-        self._resetting.add(tenant_id)
-        return Dropped()
-
-    def expire(self, tenant_id: str, cutoff_ts: float) -> Dropped:
-        self.cutoffs[tenant_id] = max(cutoff_ts, self.cutoffs.get(tenant_id, -math.inf))
-        return Dropped()
-
-    def evict_oldest(self, tenant_id: str, keep: int) -> Dropped:
-        return Dropped()
-
-    def estimate(self, tenant_id: str, key: np.ndarray) -> NeighbourEstimate | None:
-        return None
-
-    def size(self, tenant_id: str) -> int:
-        return 0
-
-    def take(self) -> tuple[list[tuple[str, str, ErrorSample]], dict[str, float]]:
-        ops, cutoffs = self.ops, self.cutoffs
-        self.ops, self.cutoffs, self._resetting = [], {}, set()
-        return ops, cutoffs
 
 
 class FeedbackWriter:
@@ -100,51 +67,52 @@ class FeedbackWriter:
         self.announce = announce
         self.config = runtime.settings.compensation
         self.memory_service: ErrorMemoryService = service(runtime)
-        self._decisions = _Decisions()
-        self._policy = ErrorMemory(self._decisions, self.config)  # type: ignore[arg-type]
+        self._policy = ErrorPolicy(self.config)
 
     async def write(
-        self, group: Sequence[tuple[FeedbackEvent, np.ndarray]], states: dict[str, dict], tag: str
-    ) -> dict[str, dict]:
+        self, group: Sequence[tuple[FeedbackEvent, np.ndarray]], states: Mapping[str, VersionState], tag: str
+    ) -> dict[str, VersionState]:
         """Write one partition's feedback (in offset order) given its tenants' version states; returns the
         new states. `tag` names the batch (partition:offset) in eviction update ids."""
         self._policy.restore_version_state(states)
-        records = {}
+        records: dict[tuple[str, str], FeedbackEvent] = {}
+        decisions: list[Decision] = []
         for record, key in group:
             sample = ErrorSample(record.event_id, key, record.label, record.prediction, record.ts, record.model_version)
-            result = self._policy.write(record.tenant_id, sample)
-            if result.stored:
+            decided = self._policy.write(record.tenant_id, sample)
+            if decided.stored:
                 records[(record.tenant_id, record.event_id)] = record
             else:
-                log.info("feedback %s of tenant %s not stored: %s", record.event_id, record.tenant_id, result.refused)
-        ops, cutoffs = self._decisions.take()
+                log.info("feedback %s of tenant %s not stored: %s", record.event_id, record.tenant_id, decided.refused)
+            decisions += decided.decisions
         tenants = list(dict.fromkeys(r.tenant_id for r, _ in group))
-        await self._apply(ops, cutoffs, records, tenants, tag)
+        await self._apply(decisions, records, tenants, tag)
         return self._policy.version_state()
 
-    async def _apply(self, ops, cutoffs, records, tenants: list[str], tag: str) -> None:
+    async def _apply(
+        self,
+        decisions: Sequence[Decision],
+        records: Mapping[tuple[str, str], FeedbackEvent],
+        tenants: list[str],
+        tag: str,
+    ) -> None:
+        """Resets and stores in order; then per tenant the newest ttl cutoff and capacity, once per batch
+        (every write decides `EvictOldest` with the same ``keep``: the configured capacity)."""
         store = await self.runtime.store()
         svc = self.memory_service
         for tenant in tenants:  # before any write: a rebuild must read the store as it was
             await svc.ensure_tenant(tenant)
         pending: list[tuple[str, ErrorSample]] = []
-        for kind, tenant, sample in ops:
-            if kind == "add":
-                pending.append((tenant, sample))
-                continue
-            await self._store(pending, records)
-            pending = []
-            version = sample.model_version
-            removed = await until_done(
-                lambda: store.delete_errors(tenant, except_model_version=version), f"resetting errors of {tenant}"
-            )
-            svc.sketch_reset(tenant, version)
-            await self.announce(
-                tenant.encode(),
-                MemoryUpdate.make(
-                    "errors_reset", tenant, [version], sample.ts, payload={"model_version": version, "removed": removed}
-                ),
-            )
+        cutoffs: dict[str, float] = {}
+        for decision in decisions:
+            if isinstance(decision, StoreSample):
+                pending.append((decision.tenant_id, decision.sample))
+            elif isinstance(decision, ExpireBefore):
+                cutoffs[decision.tenant_id] = max(decision.cutoff_ts, cutoffs.get(decision.tenant_id, -math.inf))
+            elif isinstance(decision, ResetVersion):
+                await self._store(pending, records)
+                pending = []
+                await self._reset(decision)
         await self._store(pending, records)
         for tenant in tenants:
             cutoff = cutoffs.get(tenant)
@@ -157,7 +125,7 @@ class FeedbackWriter:
                 lambda: store.trim_errors(tenant, self.config.capacity), f"trimming errors of {tenant}"
             )
             svc.sketch_refresh(tenant, cutoff)
-            state = self._policy.version_state().get(tenant, {})
+            state = self._policy.version_state()[tenant]  # every tenant of the group wrote to the policy
             for reason, count in (("ttl", expired), ("capacity", trimmed)):
                 if count:
                     await self.announce(
@@ -166,12 +134,29 @@ class FeedbackWriter:
                             "errors_evicted",
                             tenant,
                             [reason, tag],
-                            state.get("watermark") or 0.0,
-                            payload={"reason": reason, "count": count, "model_version": state.get("current")},
+                            state["watermark"] or 0.0,
+                            payload={"reason": reason, "count": count, "model_version": state["current"]},
                         ),
                     )
 
-    async def _store(self, pending: list[tuple[str, ErrorSample]], records) -> None:
+    async def _reset(self, decision: ResetVersion) -> None:
+        """The tenant's memory now belongs to a new model_version: delete the rest, reset the sketch, announce."""
+        store = await self.runtime.store()
+        tenant, version = decision.tenant_id, decision.model_version
+        removed = await until_done(
+            lambda: store.delete_errors(tenant, except_model_version=version), f"resetting errors of {tenant}"
+        )
+        self.memory_service.sketch_reset(tenant, version)
+        await self.announce(
+            tenant.encode(),
+            MemoryUpdate.make(
+                "errors_reset", tenant, [version], decision.ts, payload={"model_version": version, "removed": removed}
+            ),
+        )
+
+    async def _store(
+        self, pending: list[tuple[str, ErrorSample]], records: Mapping[tuple[str, str], FeedbackEvent]
+    ) -> None:
         if not pending:
             return
         latest = {(t, s.sample_id): (t, s) for t, s in pending}  # a duplicate in the batch: the last one wins
@@ -237,7 +222,7 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
         partitions=settings.kafka.partitions,
         key_type=bytes,
         value_type=bytes,
-    )  # tenant -> ErrorMemory.version_state() of the tenant, as seen by one partition
+    )  # tenant -> ErrorPolicy.version_state() of the tenant, as seen by one partition
 
     async def announce(key: bytes, update: MemoryUpdate) -> None:
         await topics.memory_updates.send(key=key, value=encode(update))

@@ -22,7 +22,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from memstream.models.compensation import CompensationConfig
-from memstream.models.error_memory import ErrorMemory, ErrorSample, KnnBackend, SketchBackend
+from memstream.models.error_memory import ErrorMemory
+from memstream.models.error_policy import ErrorSample
+from memstream.models.knn_backend import KnnBackend
+from memstream.models.sketch_backend import SketchBackend
 
 __all__ = ["run"]
 

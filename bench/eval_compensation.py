@@ -46,7 +46,10 @@ from sklearn.metrics import log_loss, roc_auc_score
 from threadpoolctl import threadpool_limits
 
 from memstream.models.compensation import CompensationConfig, compensate, feature_key, hashed_vector, identity_key
-from memstream.models.error_memory import ErrorBackend, ErrorMemory, ErrorSample, KnnBackend, SketchBackend
+from memstream.models.error_memory import ErrorBackend, ErrorMemory
+from memstream.models.error_policy import ErrorSample
+from memstream.models.knn_backend import KnnBackend
+from memstream.models.sketch_backend import SketchBackend
 
 __all__ = ["Interactions", "LogisticMF", "load_interactions", "run", "sample_keys", "train_base"]
 

@@ -1,4 +1,5 @@
-"""The refreshable error memory: capacity, ttl, model_version reset, both backends, checkpoints."""
+"""The refreshable error memory: the policy's decisions (capacity, ttl, model_version reset), both backends,
+checkpoints."""
 
 from __future__ import annotations
 
@@ -6,13 +7,19 @@ import numpy as np
 import pytest
 
 from memstream.models.compensation import CompensationConfig
-from memstream.models.error_memory import (
-    ErrorBackend,
-    ErrorMemory,
+from memstream.models.error_memory import ErrorBackend, ErrorMemory, Eviction, apply_decision
+from memstream.models.error_policy import (
+    ClearTenant,
+    ErrorPolicy,
     ErrorSample,
-    KnnBackend,
-    SketchBackend,
+    EvictOldest,
+    ExpireBefore,
+    ResetVersion,
+    StoreSample,
+    WriteDecision,
 )
+from memstream.models.knn_backend import KnnBackend
+from memstream.models.sketch_backend import SketchBackend
 
 BACKENDS = [KnnBackend, SketchBackend]
 
@@ -33,6 +40,65 @@ def _sample(
     return ErrorSample(
         f"s{i}", _key(i) if key is None else key, label, prediction, float(i if ts is None else ts), version
     )
+
+
+# -- the policy's decisions ----------------------------------------------------------------------------
+def test_policy_first_sample_is_stored_then_capacity_and_ttl_are_decided() -> None:
+    policy = ErrorPolicy(CompensationConfig(capacity=3, ttl_s=10.0))
+    s = _sample(0, ts=100.0)
+    assert policy.write("t", s) == WriteDecision(
+        stored=True,
+        decisions=(StoreSample("t", s), EvictOldest("t", 3, "v1"), ExpireBefore("t", 90.0, "v1")),
+    )
+    assert policy.model_version("t") == "v1" and policy.model_version("u") is None
+    assert policy.version_state() == {"t": {"current": "v1", "retired": [], "watermark": 100.0}}
+
+
+def test_policy_capacity_is_decided_on_every_write_and_a_backend_drops_the_oldest() -> None:
+    cfg = CompensationConfig(capacity=2, ttl_s=None)
+    policy, backend = ErrorPolicy(cfg), KnnBackend(cfg)
+    evictions: list[Eviction] = []
+    for i in range(3):
+        s = _sample(i)
+        decided = policy.write("t", s)
+        assert decided.decisions == (StoreSample("t", s), EvictOldest("t", 2, "v1"))  # no ttl: no ExpireBefore
+        evictions += [e for d in decided.decisions if (e := apply_decision(backend, d)) is not None]
+    assert evictions == [Eviction("t", "capacity", "v1", 1, ("s0",))]
+    assert backend.size("t") == 2
+
+
+def test_policy_ttl_follows_the_event_time_watermark() -> None:
+    policy = ErrorPolicy(CompensationConfig(capacity=100, ttl_s=10.0))
+    assert policy.write("t", _sample(0, ts=0.0)).decisions[-1] == ExpireBefore("t", -10.0, "v1")
+    assert policy.write("t", _sample(1, ts=20.0)).decisions[-1] == ExpireBefore("t", 10.0, "v1")
+    late = policy.write("t", _sample(2, ts=12.0))  # out of order but within ttl: the cutoff stays at 10
+    assert late.stored and late.decisions[-1] == ExpireBefore("t", 10.0, "v1")
+    assert policy.write("t", _sample(3, ts=3.0)) == WriteDecision(stored=False, refused="expired")
+    assert policy.expire("t", now=25.0) == (EvictOldest("t", 100, "v1"), ExpireBefore("t", 15.0, "v1"))
+    assert policy.expire("t", now=5.0)[-1] == ExpireBefore("t", 15.0, "v1")  # the watermark never goes back
+    assert policy.expire("unknown", now=50.0) == ()
+
+
+def test_policy_new_model_version_resets_first_and_retires_the_old_one() -> None:
+    policy = ErrorPolicy(CompensationConfig(capacity=5, ttl_s=None))
+    policy.write("t", _sample(0, version="v1"))
+    policy.write("u", _sample(0, version="v1"))
+    s = _sample(1, ts=7.0, version="v2")
+    decided = policy.write("t", s)
+    assert decided.stored and decided.decisions == (
+        ResetVersion("t", retired="v1", model_version="v2", ts=7.0),
+        StoreSample("t", s),
+        EvictOldest("t", 5, "v2"),
+    )
+    assert policy.model_version("t") == "v2" and policy.model_version("u") == "v1"
+    assert policy.write("t", _sample(2, version="v1")) == WriteDecision(stored=False, refused="retired_model_version")
+    assert policy.version_state()["t"] == {"current": "v2", "retired": ["v1"], "watermark": 7.0}
+    assert policy.reset("t") == ClearTenant("t", "v2") and policy.model_version("t") == "v2"
+    restored = ErrorPolicy(CompensationConfig(capacity=5, ttl_s=None))  # a restart: same state, same decisions
+    restored.restore_version_state(policy.version_state())
+    assert restored.write("t", _sample(3, version="v1")).refused == "retired_model_version"
+    s = _sample(4, version="v2")
+    assert restored.write("t", s).decisions[0] == StoreSample("t", s)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
