@@ -286,7 +286,7 @@ def run(
     settings: Any = None,
 ) -> dict[str, Any]:
     """The evaluation; ``embed`` and ``settings`` replace the pipeline's embedder and settings (tests)."""
-    from bench.eval_segmentation import cached_embeddings
+    from bench.embedding_cache import cached_embeddings
     from memstream.agents.settings import get_settings
 
     settings = settings or get_settings()

@@ -2,54 +2,48 @@
 
 Input: JSONL records ``{"stream": id, "text": str, "boundary": bool}`` (streams contiguous; ``boundary``
 marks a record that opens a gold segment), or by default the Wikipedia dev set of
-`bench.segmentation_data`. Texts are embedded once by `models.embedder` and cached under
-``cache_dir()/eval`` by a hash of the texts.
+`bench.segmentation_data`. Texts are embedded once and cached (`bench.embedding_cache`).
 
-Metrics, per stream then averaged weighted by stream length:
-
-- Pk and WindowDiff (``nltk.metrics.segmentation``), k = half the stream's mean gold segment length;
-- boundary F1: a predicted boundary within ±``tolerance`` records of a gold one is correct (precision),
-  a gold boundary within ±``tolerance`` of a predicted one is found (recall).
+Metrics (`bench.segmentation_metrics`: Pk, WindowDiff, boundary F1 within ±``tolerance``), per stream then
+averaged weighted by stream length.
 
 Methods: ``memstream`` (the streaming `Segmenter` on embedding surprise, pushed one event at a time as the
 worker does), ``memstream_lm`` and ``memstream_blend`` (the same segmenter on token-level LM surprise, or
-both signals; only with ``lm=True``: the LM reads every event after 128 tokens of context, which takes
-about an hour for the whole dev set on 2 CPU cores, so its surprises are cached like the embeddings),
-``memstream_unrefined`` (embedding, refinement off), ``none``, ``random`` (gold count), ``fixed`` (gold mean
-length), ``texttiling`` (depth scores over the same embeddings, cutoff mean − std/2) and
-``texttiling_oracle`` (the gold number of deepest valleys). Only the last three baselines, ``random``
-and ``fixed`` know something of the gold segmentation; ``memstream`` knows nothing.
+both signals; only with ``lm=True``; the surprises are cached by `bench.lm_cache`), ``memstream_unrefined``
+(embedding, refinement off), and the baselines of `bench.segmentation_baselines`: ``none``, ``random``,
+``fixed``, ``texttiling``, ``texttiling_oracle``. Only the last three baselines, ``random`` and ``fixed``
+know something of the gold segmentation; ``memstream`` knows nothing.
+
+This module is the runner (`run`): it loads the records, cuts them into streams, runs every method on each
+and averages the metrics, and times each signal.
 
 Run: ``python -m bench.eval_segmentation [input.jsonl]`` → JSON on stdout.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.embedding_cache import Embed, cached_embeddings, default_embedder
+from bench.lm_cache import cached_lm_surprises, compute_lm_surprises, default_language_model
+from bench.segmentation_baselines import BASELINES, baseline_boundaries
+from bench.segmentation_metrics import TOLERANCE, stream_metrics
 from memstream.models.segmentation_config import SegmentationConfig
 from memstream.models.segmenter import Segmenter
 from memstream.models.session_state import SessionState
 
 LM_METHODS = ("memstream_lm", "memstream_blend")
-METHODS = ("memstream", "memstream_unrefined", "none", "random", "fixed", "texttiling", "texttiling_oracle")
-TOLERANCE = 3
-TEXTTILING_BLOCK = 10  # sentences compared either side of a gap (NLTK's default block of 10 units)
-TEXTTILING_SMOOTH = 3  # moving-average width over the gap scores
-TEXTTILING_MIN_GAP = 3  # no two TextTiling boundaries closer than this (the deeper one wins)
-
-Embed = Callable[[list[str]], np.ndarray]
+METHODS = ("memstream", "memstream_unrefined", *BASELINES)
 
 
-# -- data and embeddings -------------------------------------------------------------------------
+# -- data ----------------------------------------------------------------------------------------
 def load_records(input_path: Path | None) -> list[dict[str, Any]]:
     if input_path is None:
         from bench.segmentation_data import load_dev_set
@@ -62,121 +56,6 @@ def load_records(input_path: Path | None) -> list[dict[str, Any]]:
                 r = json.loads(line)
                 records.append({"stream": str(r["stream"]), "text": str(r["text"]), "boundary": bool(r["boundary"])})
     return records
-
-
-def _default_embedder_tag() -> str:
-    from memstream.models.embedder import MODEL_NAME, EmbedderConfig
-
-    config = EmbedderConfig()
-    return f"{MODEL_NAME}-{config.variant}-{config.max_length}"
-
-
-def default_embedder() -> tuple[Embed, str]:
-    """The pipeline's embedder (`models.embedder`, default config) and a tag naming it for the cache."""
-    from memstream.models.embedder import Embedder, EmbedderConfig
-
-    return Embedder(EmbedderConfig()).embed, _default_embedder_tag()
-
-
-def cached_embeddings(texts: list[str], embed: Embed | None = None, tag: str | None = None) -> np.ndarray:
-    """Embeddings of ``texts``, cached under ``cache_dir()/eval`` by a hash of the embedder tag and texts.
-
-    Without ``embed`` the default embedder is used (and only loaded when the cache misses).
-    """
-    from memstream.models.assets import cache_dir
-
-    if tag is None:
-        tag = _default_embedder_tag() if embed is None else "custom"
-    digest = hashlib.sha256(("\x00".join([tag, *texts])).encode()).hexdigest()[:24]
-    path = cache_dir() / "eval" / f"segmentation-{digest}.npy"
-    if path.exists():
-        vectors = np.load(path)
-        if vectors.shape[0] == len(texts):
-            return vectors
-    if embed is None:
-        embed, _ = default_embedder()
-    vectors = np.asarray(embed(texts), dtype=np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".part.npy")
-    np.save(tmp, vectors)
-    tmp.replace(path)
-    return vectors
-
-
-def default_language_model():
-    """The pipeline's language model (`models.language_model`, default config) and a tag naming it."""
-    from memstream.models.language_model import LanguageModel, LanguageModelConfig
-
-    model = LanguageModel(LanguageModelConfig())
-    return model, model.tag
-
-
-def compute_lm_surprises(
-    streams: Sequence[Sequence[str]], config: SegmentationConfig, lm, batch: int = 16, progress: bool = True
-) -> list[np.ndarray]:
-    """Each stream's LM surprises as the segment stage computes them (`Segmenter.lm_surprises`): every
-    event after its stream's last ``lm_context_tokens`` tokens, ``batch`` events of different streams per
-    model call."""
-    segmenter = Segmenter(config, lm=lm)
-    states = [SessionState() for _ in streams]
-    out = [np.full(len(texts), np.nan) for texts in streams]
-    order = [
-        (k, i)
-        for i in range(max((len(t) for t in streams), default=0))
-        for k in range(len(streams))
-        if i < len(streams[k])
-    ]
-    t0 = time.perf_counter()
-    for b in range(0, len(order), batch):
-        chunk = order[b : b + batch]
-        values = segmenter.lm_surprises([(states[k], streams[k][i]) for k, i in chunk])
-        for (k, i), value in zip(chunk, values):
-            out[k][i] = value
-        if progress and (b // batch) % 50 == 0:
-            done = b + len(chunk)
-            rate = done / max(time.perf_counter() - t0, 1e-9)
-            print(f"LM surprise: {done}/{len(order)} events, {rate:.1f}/s", file=sys.stderr, flush=True)
-    return out
-
-
-def lm_cache_path(streams: Sequence[Sequence[str]], config: SegmentationConfig, tag: str) -> Path:
-    """Where `cached_lm_surprises` keeps the surprises of ``streams`` under the LM named ``tag`` (a flat
-    float64 .npy, stream after stream; `bench.lm_cuda --surprises` writes the same on a GPU machine)."""
-    from memstream.models.assets import cache_dir
-
-    key = [tag, str(config.lm_context_tokens), config.lm_reduce, *("\x01".join(t) for t in streams)]
-    digest = hashlib.sha256("\x00".join(key).encode()).hexdigest()[:24]
-    return cache_dir() / "eval" / f"lm-surprise-{digest}.npy"
-
-
-def cached_lm_surprises(
-    streams: Sequence[Sequence[str]], config: SegmentationConfig, lm=None, tag: str | None = None
-) -> list[np.ndarray]:
-    """`compute_lm_surprises`, cached under ``cache_dir()/eval`` by the LM tag, context size, reduction
-    and the streams' texts. Without ``lm`` the default language model is loaded."""
-    if config.lm_score == "pmi":  # the same as the segmenter's one-call contrast, from two cacheable parts
-        if lm is None:
-            lm, _ = default_language_model()
-        nll = config.model_copy(update={"lm_score": "nll"})
-        with_context = cached_lm_surprises(streams, nll, lm, tag)
-        alone = cached_lm_surprises(streams, nll.model_copy(update={"lm_context_tokens": 0}), lm, tag)
-        return [a - b for a, b in zip(with_context, alone)]
-    if lm is None:
-        lm, _ = default_language_model()  # loads the graph (seconds), builds it once if missing
-    if tag is None:
-        tag = str(getattr(lm, "tag", type(lm).__name__))
-    path = lm_cache_path(streams, config, tag)
-    lengths = [len(t) for t in streams]
-    if path.exists():
-        flat = np.load(path)
-        if flat.shape[0] == sum(lengths):
-            return np.split(flat, np.cumsum(lengths)[:-1])
-    values = compute_lm_surprises(streams, config, lm)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".part.npy")
-    np.save(tmp, np.concatenate(values) if values else np.zeros(0))
-    tmp.replace(path)
-    return values
 
 
 def signal_cost_ms(
@@ -200,49 +79,7 @@ def signal_cost_ms(
     return out
 
 
-# -- metrics --------------------------------------------------------------------------------------
-def _mask(boundaries: Sequence[int], n: int) -> str:
-    marks = ["0"] * n
-    for b in boundaries:
-        if 0 < b < n:
-            marks[b] = "1"
-    return "".join(marks)
-
-
-def window_k(gold: Sequence[int], n: int) -> int:
-    """Half the mean gold segment length, at least 2 and below n."""
-    return int(max(2, min(n - 1, round(n / (len(gold) + 1) / 2.0))))
-
-
-def boundary_prf(pred: Sequence[int], gold: Sequence[int], tolerance: int = TOLERANCE) -> tuple[float, float, float]:
-    """(precision, recall, F1) with ±tolerance matching, precision and recall matched separately."""
-    p, g = np.asarray(sorted(set(pred)), dtype=np.int64), np.asarray(sorted(set(gold)), dtype=np.int64)
-    if g.size == 0:
-        return (1.0, 1.0, 1.0) if p.size == 0 else (0.0, 1.0, 0.0)
-    if p.size == 0:
-        return 0.0, 0.0, 0.0
-    near = np.abs(p[:, None] - g[None, :]) <= tolerance
-    precision, recall = float(near.any(1).mean()), float(near.any(0).mean())
-    f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
-    return precision, recall, f1
-
-
-def stream_metrics(pred: Sequence[int], gold: Sequence[int], n: int, tolerance: int = TOLERANCE) -> dict[str, float]:
-    from nltk.metrics.segmentation import pk, windowdiff
-
-    ref, hyp = _mask(gold, n), _mask(pred, n)
-    k = window_k(gold, n)
-    precision, recall, f1 = boundary_prf([b for b in pred if 0 < b < n], gold, tolerance)
-    return {
-        "pk": float(pk(ref, hyp, k=k, boundary="1")),
-        "windowdiff": float(windowdiff(ref, hyp, k, boundary="1")),
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-    }
-
-
-# -- methods --------------------------------------------------------------------------------------
+# -- memstream ----------------------------------------------------------------------------------
 def memstream_boundaries(
     vectors: np.ndarray, config: SegmentationConfig, texts: Sequence[str] = (), lm: np.ndarray | None = None
 ) -> list[int]:
@@ -257,85 +94,6 @@ def memstream_boundaries(
         starts += [int(c.event_ids[0]) for c in changes if c.kind == "sealed"]
     starts += [int(c.event_ids[0]) for c in segmenter.flush(state) if c.kind == "sealed"]
     return [s for s in starts if s > 0]
-
-
-def gap_scores(vectors: np.ndarray, block: int = TEXTTILING_BLOCK, smooth: int = TEXTTILING_SMOOTH) -> np.ndarray:
-    """TextTiling lexical-cohesion curve on embeddings: score[i-1] = cos(mean before gap i, mean after)."""
-    x = np.asarray(vectors, dtype=np.float64)
-    n = x.shape[0]
-    csum = np.vstack([np.zeros((1, x.shape[1])), np.cumsum(x, axis=0)])
-    scores = np.empty(max(n - 1, 0))
-    for i in range(1, n):
-        lo, hi = max(0, i - block), min(n, i + block)
-        left, right = csum[i] - csum[lo], csum[hi] - csum[i]
-        scores[i - 1] = left @ right / (np.linalg.norm(left) * np.linalg.norm(right) + 1e-12)
-    if smooth > 1 and scores.size >= smooth:
-        padded = np.pad(scores, (smooth // 2, smooth - 1 - smooth // 2), mode="edge")
-        scores = np.convolve(padded, np.ones(smooth) / smooth, mode="valid")
-    return scores
-
-
-def depth_scores(scores: np.ndarray) -> np.ndarray:
-    """Hearst's depth: how far the curve climbs to the nearest peak on each side of each gap."""
-    n = scores.size
-    depth = np.zeros(n)
-    for i in range(n):
-        left = i
-        while left > 0 and scores[left - 1] >= scores[left]:
-            left -= 1
-        right = i
-        while right < n - 1 and scores[right + 1] >= scores[right]:
-            right += 1
-        depth[i] = (scores[left] - scores[i]) + (scores[right] - scores[i])
-    return depth
-
-
-def _pick(order: np.ndarray, count: int | None, min_gap: int) -> list[int]:
-    chosen: list[int] = []
-    for gap in order:
-        if count is not None and len(chosen) >= count:
-            break
-        if all(abs(int(gap) - c) >= min_gap for c in chosen):
-            chosen.append(int(gap))
-    return sorted(g + 1 for g in chosen)  # gap i-1 sits before record i
-
-
-def texttiling_boundaries(vectors: np.ndarray, count: int | None = None) -> list[int]:
-    """TextTiling over embeddings: valleys deeper than mean − std/2 of the valley depths, or, told
-    ``count``, the ``count`` deepest valleys (then the deepest other gaps if valleys run out)."""
-    if vectors.shape[0] < 3:
-        return []
-    scores = gap_scores(vectors)
-    depth = depth_scores(scores)
-    n = scores.size
-    valley = np.array(
-        [(i == 0 or scores[i] < scores[i - 1]) and (i == n - 1 or scores[i] <= scores[i + 1]) for i in range(n)]
-    )
-    valley &= depth > 0
-    if count is None:
-        if not valley.any():
-            return []
-        cutoff = depth[valley].mean() - depth[valley].std() / 2.0
-        keep = np.flatnonzero(valley & (depth > cutoff))
-        return _pick(keep[np.argsort(-depth[keep], kind="stable")], None, TEXTTILING_MIN_GAP)
-    ranked = np.lexsort((-depth, ~valley))  # valleys first, deepest first
-    return _pick(ranked, count, TEXTTILING_MIN_GAP)
-
-
-def baseline_boundaries(method: str, vectors: np.ndarray, gold: Sequence[int], rng: np.random.Generator) -> list[int]:
-    n = vectors.shape[0]
-    if method == "none":
-        return []
-    if method == "random":
-        return sorted(rng.choice(np.arange(1, n), size=min(len(gold), n - 1), replace=False).tolist())
-    if method == "fixed":
-        step = max(1, int(round(n / (len(gold) + 1))))
-        return list(range(step, n, step))
-    if method == "texttiling":
-        return texttiling_boundaries(vectors)
-    if method == "texttiling_oracle":
-        return texttiling_boundaries(vectors, count=len(gold))
-    raise ValueError(f"unknown method {method!r}")
 
 
 # -- the run ---------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ builds them (`models.surprise.LanguageModelSurprise`: earlier events joined by n
 scored in calls of each batch size after a warm-up; events/s and tokens/s (all tokens run through the
 model) from the best of ``--repeats`` passes. Agreement: max/mean |NLL difference| per token, CUDA vs
 CPU. With ``--surprises PATH`` it also computes every event's LM surprise over all streams
-(`bench.eval_segmentation.compute_lm_surprises`, 64 events of different streams per call) and saves
+(`bench.lm_cache.compute_lm_surprises`, 64 events of different streams per call) and saves
 them flat (float64, stream after stream) to PATH.
 """
 
@@ -116,7 +116,7 @@ def main() -> None:
     a, b = np.concatenate(nlls["cuda"]), np.concatenate(nlls["cpu"])
     report["cuda_vs_cpu_token_nll"] = {"max_abs": float(np.abs(a - b).max()), "mean_abs": float(np.abs(a - b).mean())}
     if args.surprises:
-        from bench.eval_segmentation import compute_lm_surprises
+        from bench.lm_cache import compute_lm_surprises
         from memstream.models.segmentation_config import SegmentationConfig
 
         report["dev_set"] = {"tag": engines["cuda"].tag}
