@@ -22,21 +22,6 @@ from memstream.streams.frames import decode_frame
 STAGE = "index"
 
 
-def _event_point(record: InteractionEvent, vector: np.ndarray) -> EventPoint:
-    return EventPoint(
-        tenant_id=record.tenant_id,
-        user_id=record.user_id,
-        session_id=record.session_id,
-        event_id=record.event_id,
-        ts=record.ts,
-        text=record.text,
-        vector=vector,
-        role=record.role,
-        kind=record.kind,
-        attributes=record.attributes,
-    )
-
-
 def _episode_point(record: EpisodeRecord, centroid: np.ndarray) -> EpisodePoint:
     return EpisodePoint(
         tenant_id=record.tenant_id,
@@ -94,7 +79,7 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
                     decoded.append(decode_frame(event.value))
                 except InvalidRecord as exc:
                     await reject(topics, event, exc.reason, STAGE, metrics)
-            event_points = [_event_point(r, v) for r, v in decoded if isinstance(r, InteractionEvent)]
+            event_points = [EventPoint.from_event(r, v) for r, v in decoded if isinstance(r, InteractionEvent)]
             episode_points = [
                 _episode_point(r, v) for r, v in decoded if isinstance(r, EpisodeRecord) and r.kind == "sealed"
             ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import faust
 from faust.web import Request, Response, View
@@ -63,7 +62,7 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
             body = await parse_body(request, GetRequest)
             with metrics.store_timer("get"):
                 events = await (await runtime.store()).events_by_ids(body.tenant_id, body.event_ids)
-            return self.json({"events": [_event_dict(e) for e in events]})
+            return self.json({"events": [e.event_fields() for e in events]})
 
     @app.page("/forget/")
     class ForgetView(View):
@@ -91,17 +90,3 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
     class HealthView(View):
         async def get(self, request: Request) -> Response:
             return self.json({"ok": True, "app": runtime.settings.worker.app_id})
-
-
-def _event_dict(event: Any) -> dict[str, Any]:
-    return {
-        "event_id": event.event_id,
-        "tenant_id": event.tenant_id,
-        "user_id": event.user_id,
-        "session_id": event.session_id,
-        "ts": event.ts,
-        "role": event.role,
-        "kind": event.kind,
-        "text": event.text,
-        "attributes": dict(event.attributes),
-    }

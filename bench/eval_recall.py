@@ -151,18 +151,7 @@ async def fill_store(
             collect(key, segmenter.flush(state))
             continue
         vector = vectors[event["event_id"]]
-        points.append(
-            EventPoint(
-                tenant_id=event["tenant_id"],
-                user_id=event["user_id"],
-                session_id=event["session_id"],
-                event_id=event["event_id"],
-                ts=float(event["ts"]),
-                text=event.get("text", ""),
-                vector=vector,
-                role=event.get("role", "user"),
-            )
-        )
+        points.append(EventPoint.from_fields(event, vector=vector))
         collect(key, segmenter.push(state, event["event_id"], float(event["ts"]), vector, event.get("text", "")))
     for key, state in states.items():  # sessions without a session_end: what idle sealing would do
         collect(key, segmenter.flush(state))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from memstream.agents.store.base import (
+    EVENT_FIELDS,
     Collection,
     EpisodeHit,
     EpisodePoint,
@@ -29,6 +30,7 @@ from memstream.agents.store.scoped import MemoryStore
 from memstream.agents.store.server import ServerStore
 
 __all__ = [
+    "EVENT_FIELDS",
     "Collection",
     "EdgeStore",
     "EpisodeHit",

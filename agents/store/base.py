@@ -12,15 +12,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from memstream.models.lexical import LexicalConfig, SparseVector
+from memstream.streams.contracts import InteractionEvent
 
 __all__ = [
+    "EVENT_FIELDS",
     "Collection",
     "EpisodeHit",
     "EpisodePoint",
@@ -105,6 +107,12 @@ def _vector_field() -> Any:
     return field(default=None, compare=False, repr=False)
 
 
+EVENT_FIELDS: Final = tuple(name for name in InteractionEvent.model_fields if name != "schema_version")
+"""An interaction event's own fields (those of the contract, `streams.contracts.InteractionEvent`): what an
+:class:`EventPoint` keeps of the event, what its stored payload holds beside ``episode_index``, what
+``POST /get/`` answers."""
+
+
 @dataclass(frozen=True, slots=True)
 class EventPoint:
     """One embedded interaction. ``vector`` is required on upsert; reads return it only on request.
@@ -128,6 +136,28 @@ class EventPoint:
     attributes: Mapping[str, Scalar] = field(default_factory=dict)
     context_vector: ArrayLike | None = _vector_field()
     lexical: SparseVector | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def from_event(cls, event: InteractionEvent, vector: ArrayLike | None, **stored: Any) -> EventPoint:
+        """The point of an interaction event: its :data:`EVENT_FIELDS`, then its vector and what the store
+        adds (``episode_index``, …)."""
+        return cls(**{name: getattr(event, name) for name in EVENT_FIELDS}, vector=vector, **stored)
+
+    @classmethod
+    def from_fields(cls, values: Mapping[str, Any], **stored: Any) -> EventPoint:
+        """The point of event fields as a mapping holds them (a stored payload, a JSON event): the
+        :data:`EVENT_FIELDS` it has (other keys are ignored, missing optional ones take their defaults),
+        then what the store adds."""
+        given = {name: values[name] for name in EVENT_FIELDS if name in values}
+        given["ts"] = float(values["ts"])
+        given["attributes"] = dict(values.get("attributes") or {})
+        return cls(**given, **stored)
+
+    def event_fields(self) -> dict[str, Any]:
+        """The interaction event's fields (:data:`EVENT_FIELDS`), JSON-ready: ``ts`` a float, ``attributes``
+        a plain dict."""
+        values = {name: getattr(self, name) for name in EVENT_FIELDS}
+        return values | {"ts": float(self.ts), "attributes": dict(self.attributes)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ the user filter is implied (a session belongs to one user).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from numpy.typing import ArrayLike
@@ -45,19 +45,13 @@ class RecalledEvent:
         return asdict(self)
 
 
+_RECALL_OWN = ("score", "context_of")
+_FROM_EVENT = tuple(f.name for f in fields(RecalledEvent) if f.name not in _RECALL_OWN)
+"""The fields of a recalled event that are the stored event's (all but what recall itself adds)."""
+
+
 def _recalled(event: EventPoint, score: float | None = None, context_of: str | None = None) -> RecalledEvent:
-    return RecalledEvent(
-        event.event_id,
-        event.ts,
-        event.text,
-        event.role,
-        event.session_id,
-        event.user_id,
-        event.episode_index,
-        score,
-        context_of,
-        event.tenant_id,
-    )
+    return RecalledEvent(**{name: getattr(event, name) for name in _FROM_EVENT}, score=score, context_of=context_of)
 
 
 async def recall_events(
@@ -179,7 +173,7 @@ async def recall(
                 state=ep.state,
                 score=s.score,
                 anchor_score=s.anchor_score,
-                events=[RecalledEvent(e.event_id, e.ts, e.text, e.role) for e in found],
+                events=[_recalled(e) for e in found],
             )
         )
     return out

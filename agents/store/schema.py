@@ -92,18 +92,8 @@ def point_id(record: Record) -> str:
 
 def to_payload(record: Record) -> dict[str, Any]:
     if isinstance(record, EventPoint):
-        return {
-            "tenant_id": record.tenant_id,
-            "user_id": record.user_id,
-            "session_id": record.session_id,
-            "event_id": record.event_id,
-            "ts": float(record.ts),
-            "text": record.text,
-            "episode_index": None if record.episode_index is None else int(record.episode_index),
-            "role": record.role,
-            "kind": record.kind,
-            "attributes": dict(record.attributes),
-        }
+        index = None if record.episode_index is None else int(record.episode_index)
+        return record.event_fields() | {"episode_index": index}
     if isinstance(record, EpisodePoint):
         return {
             "tenant_id": record.tenant_id,
@@ -141,19 +131,7 @@ def from_payload(collection: Collection, payload: Mapping[str, Any], vector: Any
     p = payload
     if collection is Collection.EVENTS:
         index = p.get("episode_index")
-        return EventPoint(
-            tenant_id=p["tenant_id"],
-            user_id=p["user_id"],
-            session_id=p["session_id"],
-            event_id=p["event_id"],
-            ts=float(p["ts"]),
-            text=p.get("text", ""),
-            vector=_vector(vector),
-            episode_index=None if index is None else int(index),
-            role=p.get("role", "user"),
-            kind=p.get("kind", "message"),
-            attributes=dict(p.get("attributes") or {}),
-        )
+        return EventPoint.from_fields(p, vector=_vector(vector), episode_index=None if index is None else int(index))
     if collection is Collection.EPISODES:
         return EpisodePoint(
             tenant_id=p["tenant_id"],

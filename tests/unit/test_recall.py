@@ -167,6 +167,8 @@ async def test_recall_hit_with_neighbours_and_events(filled: MemoryStore):
     assert [e.event_id for e in hit.events] == ["sa-3-2", "sa-3-1", "sa-3-0"]  # time order
     assert [e.ts for e in hit.events] == [300.0, 310.0, 320.0]
     assert hit.events[0].text == "sa-3-2 text" and hit.events[0].role == "assistant"
+    # each event as the store holds it, as in event mode
+    assert {(e.tenant_id, e.user_id, e.session_id, e.episode_index) for e in hit.events} == {("acme", "alice", "sa", 3)}
     assert hit.state == "sealed" and (hit.start_ts, hit.end_ts) == (300.0, 320.0)
 
 

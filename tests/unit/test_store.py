@@ -7,6 +7,7 @@ qdrant-client's local mode (``location=":memory:"``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 from qdrant_client import AsyncQdrantClient
 
 from memstream.agents.store import (
+    EVENT_FIELDS,
     Collection,
     EdgeStore,
     EpisodePoint,
@@ -38,6 +40,8 @@ from memstream.agents.store import (
     make_store,
 )
 from memstream.agents.store.ids import _point_id, reference_point_id
+from memstream.agents.store.schema import from_payload, to_payload
+from memstream.streams.contracts import InteractionEvent
 from tests.unit.stores import BACKENDS, backend_store, empty_edge_template, fresh_store
 
 DIM = 16
@@ -173,6 +177,29 @@ async def test_event_fields_round_trip(store: MemoryStore, rng):
     (got,) = await store.events_by_ids("t", ["e1"], with_vectors=True)
     assert got == e  # vectors are not compared
     np.testing.assert_allclose(got.vector, v, atol=1e-5)  # unit vectors come back as stored
+
+
+def test_an_event_point_keeps_the_contracts_fields():
+    """EVENT_FIELDS is the contract's list; an event's way into a point, a payload and back loses none."""
+    assert set(EVENT_FIELDS) == set(InteractionEvent.model_fields) - {"schema_version"}
+    assert set(EVENT_FIELDS) <= {f.name for f in dataclasses.fields(EventPoint)}
+    event = InteractionEvent(
+        event_id="e1",
+        tenant_id="t",
+        user_id="u",
+        session_id="s",
+        ts=2.5,
+        role="tool",
+        kind="tool_call",
+        text="hi",
+        attributes={"n": 1, "ok": True},
+    )
+    point = EventPoint.from_event(event, np.ones(DIM, np.float32), episode_index=3)
+    assert point.event_fields() == event.model_dump(exclude={"schema_version"})
+    assert InteractionEvent.model_validate(point.event_fields()) == event
+    payload = to_payload(point)
+    assert payload == point.event_fields() | {"episode_index": 3}
+    assert from_payload(Collection.EVENTS, payload) == point
 
 
 async def test_search_episodes_filters(store: MemoryStore, rng):

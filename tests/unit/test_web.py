@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import faust
+import numpy as np
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from memstream.agents.app import create_app
 from memstream.agents.settings import Settings
+from memstream.streams.contracts import InteractionEvent
 
 
 @pytest.fixture
@@ -43,3 +46,22 @@ async def test_an_invalid_body_is_a_400_naming_the_model_and_the_field(
 ):
     status, text = await _post(app, path, body)
     assert status == 400 and reason in text, text
+
+
+async def test_get_answers_each_event_with_the_contracts_fields(tmp_path):
+    from memstream.agents.store import EdgeStore, EventPoint, StoreConfig
+
+    store = StoreConfig(path=tmp_path / "edge", dim=4)
+    event = InteractionEvent(
+        event_id="e1", tenant_id="t", user_id="u", session_id="s", ts=2.0, kind="note", text="hi", attributes={"n": 1}
+    )
+    async with EdgeStore(store) as edge:
+        await edge.upsert_events([EventPoint.from_event(event, np.ones(4, np.float32), episode_index=0)])
+    settings = Settings(
+        worker={"state_dir": tmp_path / "state", "table_store": "memory://", "app_id": "web-get-test"}, store=store
+    )
+    app = create_app(settings, stages=("web",))
+    status, text = await _post(app, "/get/", '{"tenant_id": "t", "event_ids": ["e1", "e2"]}')
+    assert status == 200, text
+    (got,) = orjson.loads(text)["events"]
+    assert got == event.model_dump(mode="json", exclude={"schema_version"})
