@@ -16,13 +16,17 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, Field
 
 from memstream.models.assets import MINILM, asset_path, cache_dir
 from memstream.models.onnx_cache import available_cpus, choose_providers, ensure_built, is_current, write_atomically
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +86,7 @@ def _build(variant: str) -> None:
 
         tokenizer = _load_tokenizer(EmbedderConfig().max_length)
 
-        def tokenize(texts: Sequence[str]) -> dict[str, np.ndarray]:
+        def tokenize(texts: Sequence[str]) -> dict[str, npt.NDArray[np.int64]]:
             return _encode(tokenizer, list(texts))
 
         source = ensure_model("fp32")
@@ -111,7 +115,7 @@ def build_models(variants: Sequence[str] = VARIANTS, *, force: bool = False) -> 
     return {variant: ensure_model(variant, force=force) for variant in variants}
 
 
-def _load_tokenizer(max_length: int):
+def _load_tokenizer(max_length: int) -> Tokenizer:
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(asset_path(MINILM, "tokenizer.json")))
@@ -121,7 +125,7 @@ def _load_tokenizer(max_length: int):
     return tokenizer
 
 
-def _encode(tokenizer, texts: list[str]) -> dict[str, np.ndarray]:
+def _encode(tokenizer: Tokenizer, texts: list[str]) -> dict[str, npt.NDArray[np.int64]]:
     encodings = tokenizer.encode_batch(texts)
     return {
         "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
@@ -168,13 +172,14 @@ class Embedder:
             self.dim,
         )
 
-    def _run(self, texts: list[str]) -> np.ndarray:
+    def _run(self, texts: list[str]) -> npt.NDArray[np.float32]:
         feeds = _encode(self._tokenizer, texts)
         if "token_type_ids" in self._inputs:
             feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
-        return self._session.run(None, feeds)[0]
+        rows: npt.NDArray[np.float32] = self._session.run(None, feeds)[0]  # onnxruntime is untyped
+        return rows
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Embed ``texts``: float32 array of shape ``(len(texts), dim)``, rows of unit length."""
         if isinstance(texts, str):
             raise TypeError("embed() takes a sequence of strings, not one string")

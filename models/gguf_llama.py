@@ -18,10 +18,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from gguf import GGUFReader
+    from tokenizers import Tokenizer
 
 # GGUF tensor name (per block, after "blk.{i}.") -> HF name (after "model.layers.{i}.")
 _BLOCK_NAMES: dict[str, str] = {
@@ -64,7 +68,7 @@ class LlamaConfig:
         return asdict(self)
 
 
-def _field(reader: Any, key: str, default: Any = None) -> Any:
+def _field(reader: GGUFReader, key: str, default: Any = None) -> Any:
     field = reader.fields.get(key)
     if field is None:
         if default is None:
@@ -79,7 +83,7 @@ def unpermute_rope(weight: npt.NDArray[np.float32], n_heads: int) -> npt.NDArray
     return weight.reshape(n_heads, rows // n_heads // 2, 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
 
 
-def read_config(reader: Any) -> LlamaConfig:
+def read_config(reader: GGUFReader) -> LlamaConfig:
     """:class:`LlamaConfig` from an open ``gguf.GGUFReader`` of a LLaMA-architecture file."""
     arch = _field(reader, "general.architecture")
     if arch != "llama":
@@ -143,7 +147,7 @@ def read_gguf(path: Path | str) -> tuple[LlamaConfig, dict[str, npt.NDArray[np.f
     return config, weights
 
 
-def build_tokenizer(path: Path | str) -> Any:
+def build_tokenizer(path: Path | str) -> Tokenizer:
     """``tokenizers.Tokenizer`` (byte-level BPE) rebuilt from the GGUF's ``tokenizer.ggml.*`` metadata.
 
     ``encode(text, add_special_tokens=False)`` gives the model's ids; no BOS is added (the file says

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, Field
 
 from memstream.models.assets import SMOLLM2, asset_path, cache_dir
@@ -172,7 +173,7 @@ class LanguageModel:
         """:meth:`tokenize` of several texts in one call."""
         return [e.ids for e in self._tokenizer.encode_batch(list(texts), add_special_tokens=False)]
 
-    def nll(self, requests: Sequence[Request]) -> list[np.ndarray]:
+    def nll(self, requests: Sequence[Request]) -> list[npt.NDArray[np.float64]]:
         """Per-token NLL (nats, float64) of each request's text tokens given ``<|endoftext|>`` + its context.
 
         Each request is ``(context_ids, text_ids)``; the context is used whole (callers bound it).
@@ -187,7 +188,7 @@ class LanguageModel:
         cap = self.config.max_text_tokens
         seqs: list[list[int]] = []
         starts: list[int] = []
-        out: list[np.ndarray] = [np.empty(0, dtype=np.float64) for _ in requests]
+        out: list[npt.NDArray[np.float64]] = [np.empty(0, dtype=np.float64) for _ in requests]
         todo: list[int] = []
         for i, (context, text) in enumerate(requests):
             context, text = list(context), list(text)[:cap]
@@ -211,7 +212,9 @@ class LanguageModel:
             self._run(chunk, seqs, starts, out)
         return out
 
-    def _run(self, chunk: list[int], seqs: list[list[int]], starts: list[int], out: list[np.ndarray]) -> None:
+    def _run(
+        self, chunk: list[int], seqs: list[list[int]], starts: list[int], out: list[npt.NDArray[np.float64]]
+    ) -> None:
         width = len(seqs[chunk[0]])  # longest first
         ids = np.zeros((len(chunk), width), dtype=np.int64)
         mask = np.zeros((len(chunk), width), dtype=np.int64)

@@ -20,12 +20,14 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-Feeds = Mapping[str, np.ndarray]
+Feeds = Mapping[str, npt.NDArray[np.int64]]
 Tokenize = Callable[[Sequence[str]], Feeds]
 
 DEFAULT_ALPHA = 0.8
@@ -94,7 +96,7 @@ def _linear_matmuls(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     return [n for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
 
 
-def activation_ranges(model: onnx.ModelProto, batches: Sequence[Feeds]) -> dict[str, np.ndarray]:
+def activation_ranges(model: onnx.ModelProto, batches: Sequence[Feeds]) -> dict[str, npt.NDArray[np.float32]]:
     """Per-channel max |x| of every weight MatMul's input over ``batches`` (last axis = channels)."""
     import onnxruntime as ort
 
@@ -107,7 +109,7 @@ def activation_ranges(model: onnx.ModelProto, batches: Sequence[Feeds]) -> dict[
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep the tensors
     options.log_severity_level = 3
     session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    ranges: dict[str, np.ndarray] = {}
+    ranges: dict[str, npt.NDArray[np.float32]] = {}
     for feeds in batches:
         for name, value in zip(names, session.run(names, dict(feeds))):
             amax = np.abs(value.reshape(-1, value.shape[-1])).max(axis=0)
@@ -115,7 +117,9 @@ def activation_ranges(model: onnx.ModelProto, batches: Sequence[Feeds]) -> dict[
     return ranges
 
 
-def smooth(model: onnx.ModelProto, ranges: Mapping[str, np.ndarray], alpha: float = DEFAULT_ALPHA) -> onnx.ModelProto:
+def smooth(
+    model: onnx.ModelProto, ranges: Mapping[str, npt.NDArray[np.float32]], alpha: float = DEFAULT_ALPHA
+) -> onnx.ModelProto:
     """SmoothQuant in place: scale each weight MatMul's input down and its weight rows up (exact in fp32)."""
     inits = {init.name: init for init in model.graph.initializer}
     consumers: dict[str, list[onnx.NodeProto]] = {}
@@ -183,7 +187,8 @@ def quantize_model(
         "quantization",
         f"smoothquant(alpha={alpha})+dynamic-int8-per-channel; fp32: {','.join(keep_fp32) or '-'}",
     )
-    return quantized.SerializeToString()
+    serialized: bytes = quantized.SerializeToString()  # protobuf's Message is untyped (no stubs)
+    return serialized
 
 
 def quantize_embedder(
@@ -192,7 +197,7 @@ def quantize_embedder(
     *,
     texts: Sequence[str] = CALIBRATION_TEXTS,
     batch_size: int = 16,
-    **kwargs,
+    **kwargs: Any,
 ) -> bytes:
     """Int8 graph from the fp32 sentence-encoder graph at ``fp32_path``, calibrated on ``texts``."""
     model = onnx.load(str(fp32_path))
