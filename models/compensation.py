@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
@@ -230,7 +231,7 @@ def _normalise(v: np.ndarray) -> np.ndarray:
     return v / norm if norm > 0 else v
 
 
-def softmax_weights(similarities: np.ndarray, tau: float) -> np.ndarray:
+def softmax_weights(similarities: np.ndarray, tau: float) -> npt.NDArray[np.float64]:
     """softmax(sim / τ), computed stably; an empty input gives an empty output."""
     sims = np.asarray(similarities, dtype=np.float64)
     if sims.size == 0:
@@ -238,7 +239,8 @@ def softmax_weights(similarities: np.ndarray, tau: float) -> np.ndarray:
     z = sims / tau
     z -= z.max()
     w = np.exp(z)
-    return w / w.sum()
+    weights: npt.NDArray[np.float64] = w / w.sum()  # ndarray.sum() is Any in numpy's stubs
+    return weights
 
 
 def weighted_estimate(

@@ -13,13 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from memstream.models.lexical import SparseVector, add_sparse
 
 __all__ = ["context_vectors", "context_weights"]
 
 
-def context_weights(n: int, beta: float) -> np.ndarray:
+def context_weights(n: int, beta: float) -> npt.NDArray[np.float64]:
     """Mixing matrix ``W`` (n×n) of ``n`` consecutive events: row i is event i plus ``beta`` times the mean
     of its two neighbours."""
     if n < 0:
@@ -34,7 +35,7 @@ def context_weights(n: int, beta: float) -> np.ndarray:
 
 def context_vectors(
     dense: np.ndarray, sparse: Sequence[SparseVector], beta: float
-) -> tuple[np.ndarray, list[SparseVector]]:
+) -> tuple[npt.NDArray[np.float32], list[SparseVector]]:
     """The search vectors of an episode's events, given their own vectors in time order."""
     dense = np.asarray(dense, dtype=np.float32)
     n = dense.shape[0]
@@ -43,7 +44,7 @@ def context_vectors(
     w = context_weights(n, beta)
     mixed_dense = (w @ dense.astype(np.float64)).astype(np.float32)
     mixed_sparse = [
-        add_sparse([sparse[j] for j in np.flatnonzero(w[i])], [float(w[i, j]) for j in np.flatnonzero(w[i])])
+        add_sparse([sparse[int(j)] for j in np.flatnonzero(w[i])], [float(w[i, j]) for j in np.flatnonzero(w[i])])
         for i in range(n)
     ]
     return mixed_dense, mixed_sparse

@@ -101,7 +101,8 @@ class LexicalEncoder:
         """The stemmed words of ``text``, in order (punctuation dropped)."""
         normalised = self._normalizer.normalize_str(text)
         words = [w for w, _ in self._pre_tokenizer.pre_tokenize_str(normalised) if any(c.isalnum() for c in w)]
-        return self._stemmer.stemWords(words)
+        stems: list[str] = self._stemmer.stemWords(words)  # PyStemmer is untyped
+        return stems
 
     def _counts(self, text: str) -> Counter[int]:
         counts = Counter(self._term_id(t) for t in self.terms(text))

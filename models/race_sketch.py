@@ -22,6 +22,7 @@ import io
 import json
 
 import numpy as np
+import numpy.typing as npt
 
 from memstream.models.compensation import NeighbourEstimate
 
@@ -48,11 +49,12 @@ class SimHash:
     def buckets_per_array(self) -> int:
         return 1 << self.bits
 
-    def buckets(self, key: np.ndarray) -> np.ndarray:
+    def buckets(self, key: np.ndarray) -> npt.NDArray[np.int64]:
         """Bucket index of `key` in each of the K arrays, shape (K,)."""
-        return self.buckets_many(np.asarray(key, dtype=np.float32)[None, :])[0]
+        row: npt.NDArray[np.int64] = self.buckets_many(np.asarray(key, dtype=np.float32)[None, :])[0]  # stubs: Any
+        return row
 
-    def buckets_many(self, keys: np.ndarray) -> np.ndarray:
+    def buckets_many(self, keys: np.ndarray) -> npt.NDArray[np.int64]:
         """Bucket indices of n keys, shape (n, K)."""
         keys = np.asarray(keys, dtype=np.float32)
         if keys.ndim != 2 or keys.shape[1] != self.dim:
@@ -106,9 +108,10 @@ class RaceSketch:
         self.written = 0
 
     # -- reading ---------------------------------------------------------------------------------
-    def sums_at(self, buckets: np.ndarray) -> np.ndarray:
+    def sums_at(self, buckets: np.ndarray) -> npt.NDArray[np.float64]:
         """(Σ count, Σ label, Σ prediction) over the K arrays' buckets of one query."""
-        return self.tables[self._rows, buckets].sum(axis=0, dtype=np.float64)
+        sums: npt.NDArray[np.float64] = self.tables[self._rows, buckets].sum(axis=0, dtype=np.float64)  # stubs: Any
+        return sums
 
     def estimate(self, key: np.ndarray) -> NeighbourEstimate | None:
         """Kernel-weighted label and prediction means around `key`; None when every bucket is empty."""

@@ -13,13 +13,14 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["Objective", "best_split", "refine_boundaries", "similarity_graph", "split_scores"]
 
 Objective = Literal["modularity", "conductance"]
 
 
-def similarity_graph(vectors: np.ndarray, floor: float = 0.0) -> np.ndarray:
+def similarity_graph(vectors: np.ndarray, floor: float = 0.0) -> npt.NDArray[np.float64]:
     """Adjacency of unit ``vectors``: cosine similarity minus ``floor``, negatives cut to 0, no loops."""
     x = np.asarray(vectors, dtype=np.float64)
     adj = x @ x.T - floor
@@ -30,7 +31,7 @@ def similarity_graph(vectors: np.ndarray, floor: float = 0.0) -> np.ndarray:
 
 def split_scores(
     adj: np.ndarray, candidates: Sequence[int] | np.ndarray, objective: Objective = "modularity"
-) -> np.ndarray:
+) -> npt.NDArray[np.float64]:
     """Objective of cutting the graph into ``[0, p)`` | ``[p, n)`` for each ``p`` in ``candidates``.
 
     Higher is better for both objectives: modularity Q(p), or minus the conductance
@@ -52,10 +53,14 @@ def split_scores(
     vol_right = two_m - vol_left
     if objective == "modularity":
         inner_right = two_m - inner_left - 2.0 * cross
-        return (inner_left + inner_right) / two_m - (vol_left**2 + vol_right**2) / two_m**2
+        modularity: npt.NDArray[np.float64] = (inner_left + inner_right) / two_m - (
+            vol_left**2 + vol_right**2
+        ) / two_m**2  # indexing `prefix` is Any in numpy's stubs
+        return modularity
     if objective == "conductance":
         smaller = np.minimum(vol_left, vol_right)
-        return -np.divide(cross, smaller, out=np.ones_like(cross), where=smaller > 0)
+        conductance: npt.NDArray[np.float64] = np.divide(cross, smaller, out=np.ones_like(cross), where=smaller > 0)
+        return -conductance
     raise ValueError(f"unknown objective {objective!r} (modularity or conductance)")
 
 
