@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.conn import create_conn
+from aiokafka.errors import KafkaConnectionError, KafkaError, SaslAuthenticationFailed, UnsupportedSaslMechanismError
 
 from memstream.streams.admin import ensure_topics
 from memstream.streams.codec import decode, encode
@@ -25,6 +27,30 @@ def _coerce(event: Publishable | Mapping[str, Any]) -> Publishable:
     if "prediction" in event:
         return decode(raw, FeedbackEvent)
     return decode(raw, InteractionEvent)
+
+
+class KafkaAuthenticationError(KafkaConnectionError):  # type: ignore[misc]  # aiokafka is untyped
+    """The broker refused the client's SASL credentials (wrong user, password or mechanism)."""
+
+
+async def _authentication_failure(kafka: KafkaSettings, timeout: float = 10.0) -> str | None:
+    """Why a SASL client could not bootstrap, when the reason is its credentials; else None.
+
+    aiokafka logs the SASL error and raises a bare "Unable to bootstrap", so this opens one connection per
+    bootstrap server itself and returns the broker's authentication error, if that is what it answers."""
+    if not kafka.security_protocol.startswith("SASL"):
+        return None
+    options = {k: v for k, v in kafka.client_kwargs().items() if k != "bootstrap_servers"}
+    for server in kafka.bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            conn = await asyncio.wait_for(create_conn(host, int(port), **options), timeout)
+        except (SaslAuthenticationFailed, UnsupportedSaslMechanismError) as exc:
+            return str(exc)
+        except (OSError, ValueError, KafkaError):  # TimeoutError is an OSError
+            continue
+        conn.close()
+    return None
 
 
 class Publisher:
@@ -48,9 +74,29 @@ class Publisher:
         await self.stop()
 
     async def start(self) -> None:
-        if self._create_topics:
-            await ensure_topics(self.kafka)
-        await self._producer.start()
+        """Create the topics (unless ``create_topics=False``) and connect; a broker that refuses the
+        credentials raises KafkaAuthenticationError saying so."""
+        try:
+            if self._create_topics:
+                await ensure_topics(self.kafka)
+            await self._producer.start()
+        except KafkaConnectionError as exc:
+            reason = await _authentication_failure(self.kafka)
+            if reason is None:
+                raise
+            await self._producer.stop()
+            raise KafkaAuthenticationError(
+                f"Kafka authentication failed for user {self.kafka.sasl_username!r} at {self.kafka.bootstrap} "
+                f"({self.kafka.security_protocol} {self.kafka.sasl_mechanism}): {reason}. Check "
+                "MEMSTREAM_KAFKA__SASL_USERNAME, MEMSTREAM_KAFKA__SASL_PASSWORD and MEMSTREAM_KAFKA__SASL_MECHANISM"
+            ) from exc
+        except TimeoutError as exc:
+            if not self._create_topics or not self.kafka.security_protocol.startswith("SASL"):
+                raise
+            raise TimeoutError(
+                f"{exc}: this user may lack the ACLs to create or describe memstream's topics; let a worker "
+                "(or an admin) create them and start the Publisher with create_topics=False"
+            ) from exc
 
     async def stop(self) -> None:
         await self._producer.stop()

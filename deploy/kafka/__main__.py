@@ -1,4 +1,4 @@
-"""``python -m memstream.deploy.kafka up|down|status [--data-dir D] [--port P] [--timeout S]`` (no Typer needed)."""
+"""``python -m memstream.deploy.kafka up|down|status [--auth] [--data-dir D] [--port P] [--timeout S]`` (no Typer)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, help="broker port (env MEMSTREAM_KAFKA_PORT, default 9092)")
     parser.add_argument("--controller-port", type=int, help="KRaft controller port (default port + 1)")
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for up/down")
+    parser.add_argument("--auth", action="store_true", help="the SASL/SCRAM broker with ACLs (own data dir, port 9096)")
     parser.add_argument("--json", action="store_true", help="status as JSON")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     args = parser.parse_args(argv)
-    kafka = LocalKafka(args.data_dir, args.port, args.controller_port, progress=not args.quiet)
+    kafka = LocalKafka(args.data_dir, args.port, args.controller_port, progress=not args.quiet, auth=args.auth)
     try:
         if args.command == "up":
             print(kafka.up(timeout=args.timeout))

@@ -8,12 +8,15 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from memstream.deploy.kafka.auth import Credentials, auth_properties
 from memstream.models.assets import cache_dir
 
 KAFKA_VERSION = "4.4.0"
 """Newest Apache Kafka 4.x served by Maven Central when this was written (override: MEMSTREAM_KAFKA_VERSION)."""
 
 DEFAULT_PORT = 9092
+DEFAULT_AUTH_PORT = 9096
+"""Port of the --auth broker (SASL), so that it runs beside the default one (9092, controller 9093)."""
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_HEAP = "512m"
 
@@ -21,6 +24,8 @@ ENV_VERSION = "MEMSTREAM_KAFKA_VERSION"
 ENV_DATA_DIR = "MEMSTREAM_KAFKA_DATA_DIR"
 ENV_PORT = "MEMSTREAM_KAFKA_PORT"
 ENV_CONTROLLER_PORT = "MEMSTREAM_KAFKA_CONTROLLER_PORT"
+ENV_AUTH_DATA_DIR = "MEMSTREAM_KAFKA_AUTH_DATA_DIR"
+ENV_AUTH_PORT = "MEMSTREAM_KAFKA_AUTH_PORT"
 
 
 def default_version() -> str:
@@ -28,10 +33,11 @@ def default_version() -> str:
     return os.environ.get(ENV_VERSION) or KAFKA_VERSION
 
 
-def default_data_dir() -> Path:
-    """Broker data dir: ``MEMSTREAM_KAFKA_DATA_DIR`` or ``<memstream cache>/kafka-data``."""
-    env = os.environ.get(ENV_DATA_DIR)
-    return Path(env).expanduser() if env else cache_dir() / "kafka-data"
+def default_data_dir(auth: bool = False) -> Path:
+    """Broker data dir: ``MEMSTREAM_KAFKA_DATA_DIR`` or ``<memstream cache>/kafka-data``; with `auth`,
+    ``MEMSTREAM_KAFKA_AUTH_DATA_DIR`` or ``<memstream cache>/kafka-auth-data``."""
+    env = os.environ.get(ENV_AUTH_DATA_DIR if auth else ENV_DATA_DIR)
+    return Path(env).expanduser() if env else cache_dir() / ("kafka-auth-data" if auth else "kafka-data")
 
 
 def _env_port(name: str) -> int | None:
@@ -44,14 +50,16 @@ def _env_port(name: str) -> int | None:
         raise ValueError(f"{name}={value!r} is not a port number") from exc
 
 
-def default_port() -> int:
-    """Broker (PLAINTEXT) port: ``MEMSTREAM_KAFKA_PORT`` or 9092."""
+def default_port(auth: bool = False) -> int:
+    """Broker port: ``MEMSTREAM_KAFKA_PORT`` or 9092; with `auth`, ``MEMSTREAM_KAFKA_AUTH_PORT`` or 9096."""
+    if auth:
+        return _env_port(ENV_AUTH_PORT) or DEFAULT_AUTH_PORT
     return _env_port(ENV_PORT) or DEFAULT_PORT
 
 
-def default_controller_port(port: int) -> int:
-    """KRaft controller port: ``MEMSTREAM_KAFKA_CONTROLLER_PORT`` or broker port + 1."""
-    return _env_port(ENV_CONTROLLER_PORT) or port + 1
+def default_controller_port(port: int, auth: bool = False) -> int:
+    """KRaft controller port: ``MEMSTREAM_KAFKA_CONTROLLER_PORT`` (plain broker only) or broker port + 1."""
+    return (None if auth else _env_port(ENV_CONTROLLER_PORT)) or port + 1
 
 
 def new_cluster_id() -> str:
@@ -89,6 +97,11 @@ class BrokerFiles:
         return self.root / "cluster.id"
 
     @property
+    def credentials_file(self) -> Path:
+        """Passwords of an --auth broker's users (mode 0600); its presence marks the data dir as --auth."""
+        return self.root / "credentials.json"
+
+    @property
     def pid_file(self) -> Path:
         return self.root / "kafka.pid"
 
@@ -118,18 +131,25 @@ def cluster_id(files: BrokerFiles) -> str:
     return value
 
 
-def server_properties(files: BrokerFiles, *, host: str, port: int, controller_port: int) -> str:
-    """server.properties of one combined broker+controller node tuned for dev/test (replication 1)."""
+def server_properties(
+    files: BrokerFiles, *, host: str, port: int, controller_port: int, auth: Credentials | None = None
+) -> str:
+    """server.properties of one combined broker+controller node tuned for dev/test (replication 1).
+
+    With `auth`: the client listener is SASL_PLAINTEXT (SCRAM-SHA-512), the controller listener SASL_PLAINTEXT
+    (PLAIN, one static user), and the StandardAuthorizer denies what no ACL allows (see deploy.kafka.auth)."""
+    client = "SASL" if auth else "PLAINTEXT"
+    protocol = "SASL_PLAINTEXT" if auth else "PLAINTEXT"
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
         # Static one-voter quorum: ports may change between runs without re-formatting storage.
         "controller.quorum.voters": f"1@{host}:{controller_port}",
-        "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+        "listeners": f"{client}://{host}:{port},CONTROLLER://{host}:{controller_port}",
+        "advertised.listeners": f"{client}://{host}:{port}",
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "inter.broker.listener.name": client,
+        "listener.security.protocol.map": f"CONTROLLER:{protocol},{client}:{protocol}",
         "log.dirs": str(files.log_dirs),
         "num.network.threads": "2",
         "num.io.threads": "4",
@@ -148,5 +168,7 @@ def server_properties(files: BrokerFiles, *, host: str, port: int, controller_po
         "log.retention.hours": "168",
         "log.segment.bytes": str(256 * 1024 * 1024),
     }
+    if auth:
+        settings.update(auth_properties(auth, client_listener=client, controller_listener="CONTROLLER"))
     header = "# Written by memstream (deploy.kafka) on every `up`; edits are overwritten.\n"
     return header + "".join(f"{key}={value}\n" for key, value in settings.items())

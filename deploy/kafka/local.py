@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from memstream.deploy.kafka import process
+from memstream.deploy.kafka.auth import ADMIN, Credentials, component_acls, create_acls, load_or_create_credentials
 from memstream.deploy.kafka.config import (
     DEFAULT_HEAP,
     DEFAULT_HOST,
@@ -26,10 +27,11 @@ from memstream.deploy.kafka.config import (
     server_properties,
 )
 from memstream.deploy.kafka.errors import KafkaLocalError, KafkaStartError, PortInUseError
-from memstream.deploy.kafka.probe import cluster_info
+from memstream.deploy.kafka.probe import cluster_info, run_sync
 from memstream.deploy.kafka.progress import Progress
 from memstream.deploy.kafka.resolve import resolve_jars
 from memstream.models.assets import file_lock
+from memstream.streams.settings import KafkaSettings
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class KafkaStatus:
     data_dir: str
     log_file: str
     cluster_id: str | None
+    auth: bool = False
+    credentials_file: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-serialisable)."""
@@ -60,11 +64,22 @@ class KafkaStatus:
             f"cluster:   {self.cluster_id or '-'}",
             f"data dir:  {self.data_dir}",
             f"log:       {self.log_file}",
+            *(
+                [f"auth:      SASL_PLAINTEXT SCRAM-SHA-512, ACLs; credentials {self.credentials_file}"]
+                if self.auth
+                else []
+            ),
         ]
 
 
 class LocalKafka:
-    """A local Kafka 4.x broker+controller (KRaft) whose jars come from Maven Central; sync API."""
+    """A local Kafka 4.x broker+controller (KRaft) whose jars come from Maven Central; sync API.
+
+    With ``auth=True`` (``memstream kafka up --auth``) the broker takes SASL_PLAINTEXT SCRAM-SHA-512 only and
+    authorizes with ACLs: random passwords per data dir in ``credentials.json`` (mode 0600), the users and
+    ACLs of :mod:`memstream.deploy.kafka.auth`, granted at every `up` for `topic_prefix` and `app_id`. Its
+    defaults (data dir ``<cache>/kafka-auth-data``, port 9096) let it run beside the plain broker.
+    """
 
     def __init__(
         self,
@@ -76,10 +91,15 @@ class LocalKafka:
         host: str = DEFAULT_HOST,
         heap: str | None = None,
         progress: bool = True,
+        auth: bool = False,
+        topic_prefix: str = "memstream.",
+        app_id: str = "memstream",
     ) -> None:
-        self.data_dir = Path(data_dir).expanduser().resolve() if data_dir else default_data_dir()
-        self.port = port or default_port()
-        self.controller_port = controller_port or default_controller_port(self.port)
+        self.auth = auth
+        self.topic_prefix, self.app_id = topic_prefix, app_id
+        self.data_dir = Path(data_dir).expanduser().resolve() if data_dir else default_data_dir(auth)
+        self.port = port or default_port(auth)
+        self.controller_port = controller_port or default_controller_port(self.port, auth)
         if self.port == self.controller_port:
             raise ValueError(f"broker and controller ports must differ (both {self.port})")
         self.version = version or default_version()
@@ -95,6 +115,50 @@ class LocalKafka:
         if state and self._running_pid() is not None:
             return str(state["bootstrap"])
         return f"{self.host}:{self.port}"
+
+    # -- credentials -------------------------------------------------------------------------------------
+
+    @property
+    def credentials(self) -> Credentials:
+        """Passwords of an --auth broker's users (generated at the first `up`)."""
+        if not self.auth:
+            raise KafkaLocalError(f"the broker of {self.data_dir} runs without --auth: it has no credentials")
+        if not self.files.credentials_file.exists():
+            raise KafkaLocalError(f"no {self.files.credentials_file} yet: run `memstream kafka up --auth` first")
+        return load_or_create_credentials(self.files.credentials_file)
+
+    def _security(self) -> dict[str, Any] | None:
+        if not self.auth or not self.files.credentials_file.exists():
+            return None
+        return self.credentials.client_kwargs(self.bootstrap, ADMIN)
+
+    def kafka_settings(self, user: str, **overrides: Any) -> KafkaSettings:
+        """Client settings that reach this broker as `user` (``admin``, ``worker``, ``publisher``,
+        ``subscriber``; with auth), or without credentials (plain broker; `user` ignored)."""
+        if not self.auth:
+            return KafkaSettings(bootstrap=self.bootstrap, **overrides)
+        env = self.credentials.env(self.bootstrap, user)
+        return KafkaSettings(
+            bootstrap=self.bootstrap,
+            security_protocol=env["MEMSTREAM_KAFKA__SECURITY_PROTOCOL"],
+            sasl_mechanism=env["MEMSTREAM_KAFKA__SASL_MECHANISM"],
+            sasl_username=user,
+            sasl_password=env["MEMSTREAM_KAFKA__SASL_PASSWORD"],
+            **overrides,
+        )
+
+    def client_env(self, user: str) -> dict[str, str]:
+        """The ``MEMSTREAM_KAFKA__*`` variables of a process that reaches this broker as `user` (with auth)."""
+        return self.credentials.env(self.bootstrap, user)
+
+    def grant(self, topic_prefix: str | None = None, app_id: str | None = None, *, exactly_once: bool = True) -> None:
+        """Create the components' ACLs (deploy.kafka.auth.component_acls) for one topic prefix and worker app
+        id on the running --auth broker; harmless when they exist."""
+        prefix, app = topic_prefix or self.topic_prefix, app_id or self.app_id
+        rules = component_acls(prefix, app, exactly_once=exactly_once)
+        admin = self.credentials.client_kwargs(self.bootstrap, ADMIN)
+        with self.progress.step(f"granting {len(rules)} ACLs for topic prefix {prefix!r}, app id {app!r} …"):
+            run_sync(create_acls(admin, rules))
 
     # -- state -------------------------------------------------------------------------------------------
 
@@ -126,7 +190,7 @@ class LocalKafka:
         pid = self._running_pid()
         state = self._state() if pid is not None else None
         bootstrap = str(state["bootstrap"]) if state else f"{self.host}:{self.port}"
-        ready = pid is not None and cluster_info(bootstrap, probe_timeout) is not None
+        ready = pid is not None and cluster_info(bootstrap, probe_timeout, self._security()) is not None
         cid = self.files.cluster_id_file.read_text().strip() if self.files.cluster_id_file.exists() else None
         return KafkaStatus(
             running=pid is not None,
@@ -137,6 +201,8 @@ class LocalKafka:
             data_dir=str(self.data_dir),
             log_file=str(self.files.log_file),
             cluster_id=cid,
+            auth=self.auth,
+            credentials_file=str(self.files.credentials_file) if self.auth else None,
         )
 
     # -- up ----------------------------------------------------------------------------------------------
@@ -156,13 +222,15 @@ class LocalKafka:
         if pid is not None:
             return self._already_running(pid, deadline)
         self._clear_pid()
+        self._check_mode()
         self._check_ports()
         libs = resolve_jars(self.version, self.progress)
         java = process.java_executable()
-        self._write_config()
+        credentials = load_or_create_credentials(self.files.credentials_file) if self.auth else None
+        self._write_config(credentials)
         cid = cluster_id(self.files)
         if not self.files.meta_properties.exists():
-            self._format(java, libs, cid, deadline)
+            self._format(java, libs, cid, deadline, credentials)
         self._check_ports()
         self._rotate_log()
         cds_options, cds_tmp = self._cds_options(libs)
@@ -178,12 +246,15 @@ class LocalKafka:
             "port": self.port,
             "controller_port": self.controller_port,
             "cluster_id": cid,
+            "auth": self.auth,
             "started_at": time.time(),
             "cds_dump": str(cds_tmp) if cds_tmp else None,
         }
         self.files.state_file.write_text(json.dumps(state, indent=2) + "\n")
         try:
             self._wait_ready(pid, cid, deadline, started)
+            if self.auth:
+                self.grant()
         except BaseException:
             process.stop(pid, timeout=10)
             self._finish_cds(state, keep=False)
@@ -199,9 +270,31 @@ class LocalKafka:
                 f"the broker of {self.data_dir} already runs on {bootstrap} (pid {pid}), not port {self.port}; "
                 "use that address, or `down` it first"
             )
+        if bool(state.get("auth")) != self.auth:
+            raise KafkaLocalError(
+                f"the broker of {self.data_dir} already runs {'with' if state.get('auth') else 'without'} --auth "
+                f"on {bootstrap} (pid {pid}); use another data dir, or `down` it first"
+            )
         self._wait_ready(pid, str(state.get("cluster_id", "")) or None, deadline, time.monotonic(), quiet=True)
         self.progress.info(f"Kafka {state.get('version', '?')} already running on {bootstrap} (pid {pid})")
+        if self.auth:
+            self.grant()
         return bootstrap
+
+    def _check_mode(self) -> None:
+        """A data dir formatted with --auth stays an --auth one, and a plain one plain."""
+        has_credentials = self.files.credentials_file.exists()
+        formatted = self.files.meta_properties.exists()
+        if self.auth and formatted and not has_credentials:
+            raise KafkaStartError(
+                f"{self.data_dir} holds a broker formatted without --auth; run `up --auth` with another data dir "
+                f"(--data-dir), or `up` without --auth"
+            )
+        if not self.auth and has_credentials:
+            raise KafkaStartError(
+                f"{self.data_dir} holds an --auth broker ({self.files.credentials_file}); run `up --auth`, or use "
+                "another data dir"
+            )
 
     def _check_ports(self) -> None:
         hints = {
@@ -215,11 +308,16 @@ class LocalKafka:
                     f"of {self.data_dir}; stop that process or choose another port ({hints[name]})"
                 )
 
-    def _write_config(self) -> None:
+    def _write_config(self, credentials: Credentials | None = None) -> None:
         self.files.log_dirs.mkdir(parents=True, exist_ok=True)
-        self.files.server_properties.write_text(
-            server_properties(self.files, host=self.host, port=self.port, controller_port=self.controller_port)
+        text = server_properties(
+            self.files, host=self.host, port=self.port, controller_port=self.controller_port, auth=credentials
         )
+        path = self.files.server_properties
+        path.unlink(missing_ok=True)  # created anew, so that the mode applies (it holds passwords with auth)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if credentials else 0o644)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
         config = resources.files("memstream.deploy.kafka").joinpath("log4j2.properties").read_bytes()
         self.files.log4j_config.write_bytes(config)
 
@@ -257,11 +355,13 @@ class LocalKafka:
         else:
             dump.unlink(missing_ok=True)
 
-    def _format(self, java: str, libs: Path, cid: str, deadline: float) -> None:
+    def _format(self, java: str, libs: Path, cid: str, deadline: float, credentials: Credentials | None) -> None:
         cmd = [
             java, *self._jvm_options("256m"), "-cp", str(libs / "*"), "kafka.tools.StorageTool",
             "format", "--ignore-formatted", "-t", cid, "-c", str(self.files.server_properties),
         ]  # fmt: skip
+        if credentials is not None:  # SCRAM users stored in the bootstrap metadata (KIP-900)
+            cmd += credentials.scram_arguments()
         with self.progress.step(f"formatting KRaft storage in {self.files.log_dirs} (cluster {cid}) …"):
             try:
                 result = subprocess.run(
@@ -270,10 +370,10 @@ class LocalKafka:
             except subprocess.TimeoutExpired as exc:
                 raise KafkaStartError("formatting KRaft storage timed out") from exc
         if result.returncode != 0 or not self.files.meta_properties.exists():
-            raise KafkaStartError(
-                f"kafka.tools.StorageTool format failed (exit {result.returncode}):\n"
-                + (result.stdout + result.stderr).strip()[-2000:]
-            )
+            output = (result.stdout + result.stderr).strip()[-2000:]
+            for secret in [*credentials.passwords.values(), credentials.controller_password] if credentials else []:
+                output = output.replace(secret, "***")
+            raise KafkaStartError(f"kafka.tools.StorageTool format failed (exit {result.returncode}):\n{output}")
 
     def _rotate_log(self) -> None:
         log = self.files.log_file
@@ -300,7 +400,7 @@ class LocalKafka:
                         + self._log_tail()
                     )
                 if process.port_open(self.host, self.port):
-                    info = cluster_info(bootstrap, timeout=2.0)
+                    info = cluster_info(bootstrap, timeout=2.0, security=self._security())
                     if info is not None and (cid is None or info.get("cluster_id") == cid):
                         break
                 if time.monotonic() > deadline:
@@ -346,4 +446,5 @@ class LocalKafka:
         self.down()
 
     def __repr__(self) -> str:
-        return f"LocalKafka(data_dir={str(self.data_dir)!r}, port={self.port}, version={self.version!r})"
+        auth = ", auth=True" if self.auth else ""
+        return f"LocalKafka(data_dir={str(self.data_dir)!r}, port={self.port}, version={self.version!r}{auth})"

@@ -23,13 +23,21 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coro).result()
 
 
-async def describe_cluster(bootstrap: str, timeout: float = 3.0) -> dict[str, Any] | None:
-    """Cluster metadata (``cluster_id``, ``brokers``, ``controller_id``) or None if the broker isn't serving."""
+async def describe_cluster(
+    bootstrap: str, timeout: float = 3.0, security: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """Cluster metadata (``cluster_id``, ``brokers``, ``controller_id``) or None if the broker isn't serving.
+
+    `security`: aiokafka's security keyword arguments (``security_protocol``, ``sasl_*``) for a SASL broker."""
     quiet = logging.getLogger("aiokafka")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)  # connection-refused noise while the broker boots
+    options = {k: v for k, v in (security or {}).items() if k != "bootstrap_servers"}
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, client_id="memstream-kafka-probe", request_timeout_ms=int(timeout * 1000)
+        bootstrap_servers=bootstrap,
+        client_id="memstream-kafka-probe",
+        request_timeout_ms=int(timeout * 1000),
+        **options,
     )
     try:
         await asyncio.wait_for(admin.start(), timeout)
@@ -45,6 +53,6 @@ async def describe_cluster(bootstrap: str, timeout: float = 3.0) -> dict[str, An
         quiet.setLevel(level)
 
 
-def cluster_info(bootstrap: str, timeout: float = 3.0) -> dict[str, Any] | None:
+def cluster_info(bootstrap: str, timeout: float = 3.0, security: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """Sync wrapper of :func:`describe_cluster`."""
-    return run_sync(describe_cluster(bootstrap, timeout))
+    return run_sync(describe_cluster(bootstrap, timeout, security))
