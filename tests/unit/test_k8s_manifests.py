@@ -156,7 +156,64 @@ def test_keda_scales_the_deployment_on_interaction_lag():
         assert ref["parameter"] in {"sasl", "username", "password", "tls", "ca", "cert", "key"}
 
 
+def _policies() -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["name"]: doc["spec"] for _, doc in _all() if doc["kind"] == "NetworkPolicy"}
+
+
+def test_network_policies_are_in_the_kustomization():
+    resources = _one("Kustomization")["resources"]
+    files = {name for name, doc in _all() if doc["kind"] == "NetworkPolicy"}
+    assert files and files <= set(resources)
+    assert set(_policies()) == {"memstream-worker-api", "qdrant-from-memstream-workers"}
+
+
+def test_worker_api_is_reachable_only_from_labelled_clients_on_its_port():
+    workers = _one("Deployment")["spec"]["template"]["metadata"]["labels"]
+    spec = _policies()["memstream-worker-api"]
+    assert spec["podSelector"]["matchLabels"].items() <= workers.items()
+    assert spec["policyTypes"] == ["Ingress"]
+    (rule,) = spec["ingress"]
+    assert rule["ports"] == [{"port": WORKER.web_port, "protocol": "TCP"}]
+    sources = [peer["podSelector"]["matchLabels"] for peer in rule["from"]]
+    assert {"memstream.io/api-client": "true"} in sources
+    for peer in rule["from"]:  # every source names pods by label: no ipBlock, no whole namespace
+        assert set(peer) <= {"podSelector", "namespaceSelector"} and peer["podSelector"]["matchLabels"]
+    assert all(labels == {"memstream.io/api-client": "true"} or labels.items() <= workers.items() for labels in sources)
+
+
+def test_qdrant_is_reachable_only_from_the_workers():
+    workers = _one("Deployment")["spec"]["template"]["metadata"]["labels"]
+    spec = _policies()["qdrant-from-memstream-workers"]
+    assert spec["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "qdrant"}
+    assert spec["policyTypes"] == ["Ingress"]
+    (rule,) = spec["ingress"]
+    (peer,) = rule["from"]
+    assert peer["podSelector"]["matchLabels"].items() <= workers.items()
+    assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "worker"
+    url_port = int(_one("ConfigMap")["data"]["MEMSTREAM_STORE__URL"].rsplit(":", 1)[1])
+    assert url_port in {p["port"] for p in rule["ports"]}
+
+
+def test_keys_come_from_the_secret_with_no_working_default():
+    env = {e["name"]: e for e in _worker()["env"]}
+    secret = _one("Secret")
+    for name, key in (("MEMSTREAM_STORE__API_KEY", "qdrant-api-key"), ("MEMSTREAM_AUTH__KEYS", "api-key")):
+        ref = env[name]["valueFrom"]["secretKeyRef"]
+        assert ref["key"] == key and ref["optional"] is False  # no Secret key, no pod
+        assert secret["stringData"][key] == ""  # the example holds no usable key
+    assert "change-me" not in (K8S / "secret.example.yaml").read_text()
+    for _, doc in _all():  # authentication of the HTTP API stays on (MEMSTREAM_AUTH__MODE unset)
+        assert "MEMSTREAM_AUTH__MODE" not in yaml.safe_dump(doc)
+
+
 @pytest.mark.parametrize("kind", ["ConfigMap", "Deployment", "Service", "Secret"])
 def test_core_manifests_match_the_kubernetes_schema(kind):
     kubernetes_validate = pytest.importorskip("kubernetes_validate")  # bundles the schemas: no network
     kubernetes_validate.validate(_one(kind), K8S_VERSION, strict=True)
+
+
+def test_network_policies_match_the_kubernetes_schema():
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    for _, doc in _all():
+        if doc["kind"] == "NetworkPolicy":
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
