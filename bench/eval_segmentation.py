@@ -1,11 +1,15 @@
 """Episodic segmentation quality: memstream's streaming segmenter against simple and TextTiling baselines.
 
 Input: JSONL records ``{"stream": id, "text": str, "boundary": bool}`` (streams contiguous; ``boundary``
-marks a record that opens a gold segment), or by default the Wikipedia dev set of
-`bench.segmentation_data`. Texts are embedded once and cached (`bench.embedding_cache`).
+marks a record that opens a gold segment; optional ``ts`` seconds and ``role``), event records, or the
+named sets ``wiki`` (the Wikipedia dev set, the default) and ``demo`` (the demo conversation); see
+`bench.segmentation_data`. Texts are embedded once and cached (`bench.embedding_cache`). `run_many`
+evaluates several inputs in one run.
 
-Metrics (`bench.segmentation_metrics`: Pk, WindowDiff, boundary F1 within ±``tolerance``), per stream then
-averaged weighted by stream length.
+Metrics (`bench.segmentation_metrics`: Pk, WindowDiff, boundary F1 within ±``tolerance``, exact and ±1),
+per stream, then averaged weighted by stream length (``pk``, ``windowdiff``, ``f1``, ``f1_exact``,
+``f1_tol1``, …) and unweighted, one vote per stream as the dialogue papers report them (``pk_mean``,
+``windowdiff_mean``).
 
 Methods: ``memstream`` (the streaming `Segmenter` on embedding surprise, pushed one event at a time as the
 worker does), ``memstream_lm`` and ``memstream_blend`` (the same segmenter on token-level LM surprise, or
@@ -44,18 +48,24 @@ METHODS = ("memstream", "memstream_unrefined", *BASELINES)
 
 
 # -- data ----------------------------------------------------------------------------------------
-def load_records(input_path: Path | None) -> list[dict[str, Any]]:
-    if input_path is None:
-        from bench.segmentation_data import load_dev_set
+NAMED_SETS = ("wiki", "demo")
 
+
+def load_records(input_path: Path | str | None) -> list[dict[str, Any]]:
+    """Records of a file or a named set (``wiki``: the default, ``demo``)."""
+    from bench.segmentation_data import load_demo_set, load_dev_set, load_jsonl
+
+    if input_path is None or str(input_path) == "wiki":
         return [dict(r) for r in load_dev_set()]
-    records = []
-    with open(input_path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                r = json.loads(line)
-                records.append({"stream": str(r["stream"]), "text": str(r["text"]), "boundary": bool(r["boundary"])})
-    return records
+    if str(input_path) == "demo":
+        return [dict(r) for r in load_demo_set()]
+    return [dict(r) for r in load_jsonl(Path(input_path))]
+
+
+def dataset_name(input_path: Path | str | None) -> str:
+    if input_path is None:
+        return "wiki"
+    return str(input_path) if str(input_path) in NAMED_SETS else Path(input_path).stem
 
 
 def signal_cost_ms(
@@ -81,16 +91,22 @@ def signal_cost_ms(
 
 # -- memstream ----------------------------------------------------------------------------------
 def memstream_boundaries(
-    vectors: np.ndarray, config: SegmentationConfig, texts: Sequence[str] = (), lm: np.ndarray | None = None
+    vectors: np.ndarray,
+    config: SegmentationConfig,
+    texts: Sequence[str] = (),
+    lm: np.ndarray | None = None,
+    ts: Sequence[float] | None = None,
 ) -> list[int]:
     """Boundaries found by the streaming segmenter, fed one event at a time, then flushed. ``lm``: the
-    events' LM surprises (`lm_surprises`), for LM and blend configs."""
+    events' LM surprises (`lm_surprises`), for LM and blend configs; ``ts``: the events' times (default:
+    their positions, one second apart)."""
     segmenter, state = Segmenter(config), SessionState()
     starts: list[int] = []
     for i, v in enumerate(vectors):
         text = texts[i] if texts else ""
         surprise = None if lm is None else float(lm[i])
-        changes = segmenter.push(state, str(i), float(i), v, text, lm_surprise=surprise)
+        t = float(i) if ts is None else float(ts[i])
+        changes = segmenter.push(state, str(i), t, v, text, lm_surprise=surprise)
         starts += [int(c.event_ids[0]) for c in changes if c.kind == "sealed"]
     starts += [int(c.event_ids[0]) for c in segmenter.flush(state) if c.kind == "sealed"]
     return [s for s in starts if s > 0]
@@ -117,7 +133,7 @@ def run(
     evaluates the first streams only; ``cost_events`` events time each signal (0: no timing).
     """
     t0 = time.perf_counter()
-    records = load_records(Path(input_path) if input_path is not None else None)
+    records = load_records(input_path)
     if max_streams is not None:
         names = list(dict.fromkeys(r["stream"] for r in records))[:max_streams]
         keep = set(names)
@@ -153,35 +169,44 @@ def run(
         lm_values = np.concatenate(per_stream) if per_stream else np.zeros(0)
     rng = np.random.default_rng(seed)
     totals: dict[str, dict[str, float]] = {m: {} for m in methods}
+    means: dict[str, dict[str, float]] = {m: {} for m in methods}  # unweighted sums, one vote per stream
     predicted: dict[str, int] = {m: 0 for m in methods}
     seconds: dict[str, float] = {m: 0.0 for m in methods}
-    weight = 0
+    weight = counted = 0
+    has_ts = all("ts" in r for r in records)
     for s, e, gold in streams:
         n = e - s
         if n < 2:
             continue
         weight += n
+        counted += 1
         x = vectors[s:e]
+        ts = [float(r["ts"]) for r in records[s:e]] if has_ts else None
         for method in methods:
             t = time.perf_counter()
             if method in configs:
                 texts = [r["text"] for r in records[s:e]] if Segmenter(configs[method]).surprise.needs_text else ()
                 values = lm_values[s:e] if configs[method].uses_lm else None
-                pred = memstream_boundaries(x, configs[method], texts, values)
+                pred = memstream_boundaries(x, configs[method], texts, values, ts)
             else:
                 pred = baseline_boundaries(method, x, gold, rng)
             seconds[method] += time.perf_counter() - t
             predicted[method] += len(pred)
             for name, value in stream_metrics(pred, gold, n, tolerance).items():
                 totals[method][name] = totals[method].get(name, 0.0) + n * value
-    metrics = ("f1", "pk", "windowdiff", "precision", "recall")
+                means[method][name] = means[method].get(name, 0.0) + value
+    metrics = ("f1", "pk", "windowdiff", "precision", "recall", "f1_exact", "f1_tol1")
     out: dict[str, Any] = {name: {m: round(totals[m][name] / weight, 4) for m in methods} for name in metrics}
+    for name in ("pk", "windowdiff"):
+        out[f"{name}_mean"] = {m: round(means[m][name] / counted, 4) for m in methods}
     out["boundaries"] = predicted
     out["data"] = {
+        "name": dataset_name(input_path),
         "streams": len(streams),
         "records": len(records),
         "gold_boundaries": sum(len(g) for _, _, g in streams),
         "tolerance": tolerance,
+        "timestamps": has_ts,
     }
     out["config"] = config.model_dump()
     if cost_events:
@@ -200,5 +225,19 @@ def run(
     return out
 
 
+def run_many(inputs: Sequence[Path | str | None], **kwargs: Any) -> dict[str, Any]:
+    """`run` on each input; ``{"datasets": {name: result}}`` (a name met twice gets a ``#2`` suffix)."""
+    out: dict[str, Any] = {}
+    for input_path in inputs:
+        name = dataset_name(input_path)
+        key, k = name, 1
+        while key in out:
+            k += 1
+            key = f"{name}#{k}"
+        out[key] = run(input_path, **kwargs)
+    return {"datasets": out}
+
+
 if __name__ == "__main__":
-    print(json.dumps(run(sys.argv[1] if len(sys.argv) > 1 else None), indent=2))
+    args = sys.argv[1:]
+    print(json.dumps(run(args[0] if args else None) if len(args) <= 1 else run_many(args), indent=2))

@@ -1,10 +1,20 @@
-"""Segmentation dev set: real Wikipedia articles cut into sentences, gold boundary at each ``== section ==``.
+"""Segmentation data: the Wikipedia dev set, the demo conversation, and JSONL sets read from a file.
+
+Wikipedia dev set (`load_dev_set`): real Wikipedia articles cut into sentences, gold boundary at each
+``== section ==``.
 
 Source: the gensim 4.4.0 test dump (106 articles, CC BY-SA), fetched from the package registry by
 `models.assets`. One stream per article; the lead section opens the stream and every level-2 heading
 opens a new gold segment, whose first sentence carries ``boundary=True``. Subheadings (``===``) are not
 boundaries. Wiki markup is stripped (templates, refs, tables, files, lists, math), end matter
 (References, See also, …) is dropped, and a section left with no sentence merges into the next one.
+
+Demo conversation (`load_demo_set`): the sample session `memstream demo` publishes
+(``memstream/cli/samples/conversation.jsonl``), three topics of 8 messages each.
+
+Files (`load_jsonl`): ``{"stream", "text", "boundary"}`` records, optionally with ``ts`` (seconds) and
+``role``; or `InteractionEvent` records (``{"type": "event", …}``, as ``locomo-dev.jsonl`` holds them), one
+stream per ``user_id`` whose every new ``session_id`` opens a gold segment (control events are skipped).
 """
 
 from __future__ import annotations
@@ -42,10 +52,69 @@ END_MATTER = {
 }
 
 
-class Record(TypedDict):
+class Record(TypedDict, total=False):
     stream: str
     text: str
     boundary: bool
+    ts: float  # seconds; absent: the record's position stands in
+    role: str
+
+
+DEMO_SAMPLE = "conversation.jsonl"
+DEMO_TOPIC = 8  # the sample's three topics have 8 messages each
+CONTROL_KINDS = ("session_end", "session_idle")
+
+
+def load_demo_set() -> list[Record]:
+    """The demo's sample conversation as one stream, gold boundaries at messages 8 and 16."""
+    from importlib import resources
+
+    import orjson
+
+    text = resources.files("memstream.cli").joinpath("samples", DEMO_SAMPLE).read_text()
+    rows = [orjson.loads(line) for line in text.splitlines() if line.strip()]
+    return [
+        Record(
+            stream="demo",
+            text=str(r["text"]),
+            boundary=i > 0 and i % DEMO_TOPIC == 0,
+            ts=float(r["ts"]),
+            role=str(r.get("role", "")),
+        )
+        for i, r in enumerate(rows)
+    ]
+
+
+def load_jsonl(path: Path) -> list[Record]:
+    """Records of a JSONL file (see the module doc for the two formats), streams contiguous."""
+    import orjson
+
+    records: list[Record] = []
+    sessions: dict[str, str] = {}  # stream -> its latest session (event format)
+    with open(path, "rb") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            r = orjson.loads(line)
+            if r.get("type") == "question":
+                continue
+            if r.get("type") == "event" or "session_id" in r:
+                if r.get("kind") in CONTROL_KINDS or not str(r.get("text", "")).strip():
+                    continue
+                stream, session = str(r["user_id"]), str(r["session_id"])
+                record = Record(
+                    stream=stream, text=str(r["text"]), boundary=stream in sessions and sessions[stream] != session
+                )
+                sessions[stream] = session
+            else:
+                record = Record(stream=str(r["stream"]), text=str(r["text"]), boundary=bool(r["boundary"]))
+            if r.get("ts") is not None:
+                record["ts"] = float(r["ts"])
+            role = r.get("role", r.get("speaker"))
+            if role is not None:
+                record["role"] = str(role)
+            records.append(record)
+    return records
 
 
 def load_dev_set(path: Path | None = None) -> list[Record]:

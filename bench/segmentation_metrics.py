@@ -1,8 +1,9 @@
 """Segmentation metrics of one stream: Pk, WindowDiff and boundary precision/recall/F1.
 
-- Pk and WindowDiff (``nltk.metrics.segmentation``), k = half the stream's mean gold segment length;
+- Pk and WindowDiff (``nltk.metrics.segmentation``), k = half the stream's mean gold segment length (as
+  SeCom and SuperDialseg compute them per dialogue);
 - boundary F1: a predicted boundary within ±``tolerance`` records of a gold one is correct (precision),
-  a gold boundary within ±``tolerance`` of a predicted one is found (recall).
+  a gold boundary within ±``tolerance`` of a predicted one is found (recall); also exact (±0) and ±1 F1.
 
 A boundary is the index of the record that opens a segment (0 < b < n).
 """
@@ -45,15 +46,19 @@ def boundary_prf(pred: Sequence[int], gold: Sequence[int], tolerance: int = TOLE
 
 
 def stream_metrics(pred: Sequence[int], gold: Sequence[int], n: int, tolerance: int = TOLERANCE) -> dict[str, float]:
+    """Pk, WindowDiff, precision/recall/F1 at ±``tolerance``, and F1 exact (``f1_exact``) and at ±1 (``f1_tol1``)."""
     from nltk.metrics.segmentation import pk, windowdiff
 
     ref, hyp = _mask(gold, n), _mask(pred, n)
     k = window_k(gold, n)
-    precision, recall, f1 = boundary_prf([b for b in pred if 0 < b < n], gold, tolerance)
+    inside = [b for b in pred if 0 < b < n]
+    precision, recall, f1 = boundary_prf(inside, gold, tolerance)
     return {
         "pk": float(pk(ref, hyp, k=k, boundary="1")),
         "windowdiff": float(windowdiff(ref, hyp, k, boundary="1")),
         "precision": precision,
         "recall": recall,
         "f1": f1,
+        "f1_exact": boundary_prf(inside, gold, 0)[2],
+        "f1_tol1": boundary_prf(inside, gold, 1)[2],
     }
