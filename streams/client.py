@@ -93,6 +93,7 @@ class Publisher:
         except TimeoutError as exc:
             if not self._create_topics or not self.kafka.security_protocol.startswith("SASL"):
                 raise
+            await self._producer.stop()
             raise TimeoutError(
                 f"{exc}: this user may lack the ACLs to create or describe memstream's topics; let a worker "
                 "(or an admin) create them and start the Publisher with create_topics=False"
