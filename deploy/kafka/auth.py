@@ -17,7 +17,7 @@ import enum
 import json
 import os
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,8 +57,6 @@ class Operation(enum.IntEnum):
     DELETE = 6
     ALTER = 7
     DESCRIBE = 8
-    DESCRIBE_CONFIGS = 10
-    IDEMPOTENT_WRITE = 12
 
 
 ALLOW = 3  # AclPermissionType.ALLOW
@@ -254,8 +252,3 @@ async def create_acls(client_kwargs: dict[str, Any], bindings: Sequence[AclBindi
             raise KafkaStartError("the broker refused these ACLs:\n" + "\n".join(failed))
     finally:
         await client.close()
-
-
-def acl_lines(bindings: Iterable[AclBinding]) -> list[str]:
-    """One readable line per binding."""
-    return [str(b) for b in bindings]
