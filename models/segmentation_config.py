@@ -4,7 +4,7 @@ is sealed, and the most events a `models.session_state.SessionState` holds betwe
 State bound (`SegmentationConfig.state_bound`): between pushes the state holds at most
 ``max(max_len + lookahead, max_len + radius + ahead − 1, max_context + ahead − 1)`` events (a
 ``dim``-float16 vector, id, ts and score each), with ``lookahead = max(ahead + peak_wait,
-graph_context) − 1``; with the defaults 64 + 13 = 77 events, ≈ 60 kB at 384-d, plus ``window`` floats of
+graph_context) − 1``; with the defaults 64 + 17 = 81 events, ≈ 60 kB at 384-d, plus ``window`` floats of
 score history. An episode is sealed once ``lookahead`` events follow its provisional end (or at
 `models.segmenter.Segmenter.flush`); episodes hold between ``min_len`` (except a session's last) and
 ``max_len`` events.
@@ -20,8 +20,10 @@ __all__ = ["SegmentationConfig"]
 
 
 class SegmentationConfig(BaseModel):
-    """Knobs of the segmenter. Defaults were chosen on the Wikipedia dev set (bench/eval_segmentation);
-    results are flat within ±4 of the window sizes and ±0.25 of gamma."""
+    """Knobs of the segmenter. The default score is multi-scale (dyadic scales 1…16, each standardised
+    against the session's own history, so no window length is tuned to one corpus); z_threshold, min_len
+    and the gap rule were checked on the dev sets (Wikipedia, TIAGE train+dev, the demo conversation) of
+    bench/eval_segmentation. gamma and warmup apply to the other scores (and warmup to each scale's history)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -60,12 +62,33 @@ class SegmentationConfig(BaseModel):
         description="what an event is compared with: the current episode so far (EM-LLM), "
         "or the latest max_context events whatever their episode",
     )
-    max_context: int = Field(default=12, ge=1, description="at most this many latest events form the context")
-    ahead: int = Field(default=12, ge=1, description="look-ahead events whose surprise scores an event")
-    score: Literal["surprise", "contrast", "symmetric"] = Field(
-        default="symmetric",
+    max_context: int = Field(default=16, ge=1, description="at most this many latest events form the context")
+    ahead: int = Field(default=16, ge=1, description="look-ahead events whose surprise scores an event")
+    score: Literal["surprise", "contrast", "symmetric", "multiscale"] = Field(
+        default="multiscale",
         description="surprise: mean NLL of the look-ahead under the context (EM-LLM when "
-        "ahead=1); contrast: minus their NLL under their own fit; symmetric: plus the same the other way",
+        "ahead=1); contrast: minus their NLL under their own fit; symmetric: plus the same the other way; "
+        "multiscale: block dissimilarity either side of the event at each of `scales`, each a robust z-score "
+        "against its own history, averaged (embedding surprise only)",
+    )
+    scales: tuple[int, ...] = Field(
+        default=(1, 2, 4, 8, 16),
+        description="multiscale: events either side of an event its blocks hold (capped at ahead and max_context)",
+    )
+    scale_combine: Literal["mean", "max"] = Field(
+        default="mean", description="multiscale: the z-scores of the scales are averaged, or the largest is taken"
+    )
+    z_threshold: float = Field(
+        default=1.5, description="multiscale: an event is surprising when its mean robust z-score exceeds this"
+    )
+    gap_s: float = Field(
+        default=1800.0,
+        ge=0.0,
+        description="an event after a pause of this many seconds or more (and gap_ratio times the session's "
+        "median pause) opens a new episode; 0 = off",
+    )
+    gap_ratio: float = Field(
+        default=10.0, ge=1.0, description="a pause must also exceed this many times the session's median pause"
     )
     peak_wait: int = Field(
         default=2, ge=0, description="a candidate waits this many events for a higher score (0 = first crossing)"
@@ -73,7 +96,7 @@ class SegmentationConfig(BaseModel):
     gamma: float = Field(default=1.0, description="threshold = mean + gamma·std of the previous scores")
     window: int = Field(default=64, ge=2, description="how many previous scores the threshold looks at")
     warmup: int = Field(default=4, ge=2, description="no threshold (no surprise boundary) before this many scores")
-    min_len: int = Field(default=6, ge=1, description="events an episode holds before a surprise can close it")
+    min_len: int = Field(default=2, ge=1, description="events an episode holds before a surprise can close it")
     max_len: int = Field(default=64, ge=2, description="an episode is cut when it reaches this many events")
     refine: Literal["modularity", "conductance", "none"] = Field(
         default="modularity", description="boundary refinement objective"
@@ -86,6 +109,8 @@ class SegmentationConfig(BaseModel):
     def _check(self) -> SegmentationConfig:
         if self.min_len > self.max_len:
             raise ValueError("min_len must not exceed max_len")
+        if self.score == "multiscale" and (not self.scales or min(self.scales) < 1):
+            raise ValueError("multiscale needs scales ≥ 1")
         if self.refine != "none":
             if self.graph_context <= self.radius:
                 raise ValueError("graph_context must exceed radius")

@@ -8,7 +8,14 @@ Per event, in arrival order:
    surprise of the look-ahead under the context (EM-LLM's event surprise when ``ahead=1``). The default
    ``"symmetric"`` is a two-sample likelihood ratio: the look-ahead's surprise under the look-back minus
    its surprise under its own fit, plus the same the other way round. It asks "are these two windows
-   better explained apart?", and is not fooled by a window that is merely diverse.
+   better explained apart?", and is not fooled by a window that is merely diverse. The default
+   ``"multiscale"`` scores event t at each of ``scales`` w (1, 2, 4, 8, 16): the dissimilarity of the
+   mean vectors of the w events before t and the w from t on (w = 1 is consecutive-turn coherence), each
+   a robust z-score against that scale's own history in the session, averaged over the scales; it is an
+   outlier above ``z_threshold``. Short topics show at the small scales, long ones at all of them, so the
+   windows need no tuning to the stream's topic length.
+0. **Pause**: an event after a pause of ``gap_s`` seconds or more, and ``gap_ratio`` times the session's
+   median pause, seals everything before it (as `Segmenter.flush` does) and opens a new episode.
    With ``surprise="lm"`` the score is EM-LLM's: the mean token NLL of t's text under a causal language
    model given the last ``lm_context_tokens`` tokens of the session (computed when t arrives, batched
    across sessions by `Segmenter.lm_surprises`). ``"blend"`` averages the two, each first standardised
@@ -131,6 +138,8 @@ class Segmenter:
         elif v.size != state.dim:
             raise ValueError(f"vector has {v.size} dimensions, session has {state.dim}")
         changes: list[EpisodeChange] = []
+        if self._long_pause(state, float(ts)):  # a new conversation: everything before it is one or more episodes
+            changes.extend(self.flush(state))
         opening = state.open_from == state.seen  # nothing unsealed: this event opens an episode
         state.ids.append(str(event_id))
         state.ts.append(float(ts))
@@ -166,6 +175,19 @@ class Segmenter:
         return changes
 
     # -- internals -------------------------------------------------------------------------------
+    def _long_pause(self, state: SessionState, ts: float) -> bool:
+        """Whether the pause before an event at ``ts`` opens a new episode: at least ``gap_s`` seconds and
+        ``gap_ratio`` times the session's median pause so far. Records the pause and ``ts``."""
+        cfg = self.config
+        last, state.last_ts = state.last_ts, ts
+        if last is None:
+            return False
+        gap = ts - last
+        typical = float(np.median(state.gaps)) if state.gaps else 0.0
+        state.gaps.append(max(gap, 0.0))
+        del state.gaps[: -cfg.window]
+        return cfg.gap_s > 0.0 and gap >= cfg.gap_s and gap >= cfg.gap_ratio * typical
+
     def _advance(self, state: SessionState, final: bool) -> list[EpisodeChange]:
         cfg = self.config
         changes: list[EpisodeChange] = []
@@ -184,20 +206,31 @@ class Segmenter:
         ctx_from = max(floor, d - cfg.max_context)
         if d <= ctx_from:  # no context to be surprising against (an episode's or session's first event)
             return []
+        multiscale = cfg.score == "multiscale" and cfg.surprise != "lm"
         if cfg.surprise == "lm":
             score = self._lm_score(state, d)
+        elif multiscale:
+            score = self._multiscale(state, ctx_from, d, min(d + cfg.ahead, state.seen))
+            if cfg.surprise == "blend":
+                score = self._blend(state, score, self._lm_score(state, d))
         else:
             score = self._score(state, ctx_from, d, min(d + cfg.ahead, state.seen))
             if cfg.surprise == "blend":
                 score = self._blend(state, score, self._lm_score(state, d))
         length = d - state.cur_start
         scored = not math.isnan(score)  # an LM event without tokens says nothing
-        surprising = scored and length >= cfg.min_len and exceeds(score, state.history, cfg.gamma, cfg.warmup)
+        if multiscale and cfg.surprise == "embedding":  # already a z-score against the session's own history
+            outlier = scored and score > cfg.z_threshold
+        else:
+            outlier = scored and exceeds(score, state.history, cfg.gamma, cfg.warmup)
+        # at a flush, a surprise leaves min_len events after it too (the look-ahead there is too short to trust)
+        eligible = d + min(cfg.min_len, cfg.ahead) <= state.seen
+        surprising = length >= cfg.min_len and outlier and eligible
         if scored:
             state.history.append(score)
             del state.history[: -cfg.window]
         state.scores[d - state.base] = score
-        if state.armed is not None and score > state.scores[state.armed - state.base]:
+        if state.armed is not None and eligible and score > state.scores[state.armed - state.base]:
             state.armed = d  # a higher peak of the same surprise
         elif state.armed is None and surprising:
             state.armed = d
@@ -223,6 +256,28 @@ class Segmenter:
         state.episode_index += 1
         changes.append(self._opened(state, boundary))
         return changes
+
+    def _multiscale(self, state: SessionState, ctx_from: int, d: int, ahead_to: int) -> float:
+        """Multi-scale boundary score of event d: for each scale w, the dissimilarity 1 − cos of the mean
+        vectors of the w events before d and of the w events from d on (fewer where the context begins or,
+        at a flush, the session ends), as a robust z-score against that scale's previous ``window`` values
+        in this session; the mean over the scales. A topic shorter than a scale shows at the smaller ones, a long one
+        at all of them, and noise that only one scale sees is averaged away."""
+        cfg = self.config
+        b = state.base
+        if len(state.scale_history) != len(cfg.scales):
+            state.scale_history = [[] for _ in cfg.scales]
+        zs: list[float] = []
+        for scale, history in zip(cfg.scales, state.scale_history):
+            w = min(scale, cfg.ahead, cfg.max_context)
+            back = state.vectors[max(ctx_from, d - w) - b : d - b].sum(axis=0)
+            ahead = state.vectors[d - b : min(ahead_to, d + w) - b].sum(axis=0)
+            norms = float(np.linalg.norm(back)) * float(np.linalg.norm(ahead))
+            value = 1.0 - (float(back @ ahead) / norms if norms > 0.0 else 0.0)
+            zs.append(_robust_z(value, history, cfg.window, cfg.warmup))
+        if not zs:
+            return math.nan
+        return float(np.max(zs)) if cfg.scale_combine == "max" else float(np.mean(zs))
 
     def _score(self, state: SessionState, ctx_from: int, d: int, ahead_to: int) -> float:
         """Boundary score of event d: the surprise of events [d, ahead_to) under the context before d,
@@ -277,7 +332,8 @@ class Segmenter:
             hi = min(b + cfg.graph_context, state.seen)
             # both sides stay within max_len: the events decided so far after the split included
             first = max(b - cfg.radius, prev_start + cfg.min_len, lo + 1, state.cursor - cfg.max_len)
-            last = min(b + cfg.radius, prev_start + cfg.max_len, hi - 1)
+            # and the episode it opens keeps min_len events where the session has them (at a flush)
+            last = min(b + cfg.radius, prev_start + cfg.max_len, hi - 1, max(b, state.seen - cfg.min_len))
             if first <= last:
                 adj = similarity_graph(state.vectors[lo - state.base : hi - state.base], cfg.sim_floor)
                 cands = np.arange(first, last + 1) - lo
@@ -325,6 +381,21 @@ class Segmenter:
     def _opened(self, state: SessionState, start: int) -> EpisodeChange:
         i = start - state.base
         return EpisodeChange("opened", state.episode_index, state.ids[i:], state.ts[i], state.ts[-1])
+
+
+def _robust_z(value: float, history: list[float], window: int, warmup: int) -> float:
+    """z = (value − median)/spread of ``history``, spread = max(1.4826·MAD, std/2) (a history of mostly
+    equal values has MAD 0); 0 before ``warmup`` values or with no spread. Appends ``value`` to ``history``."""
+    z = 0.0
+    if len(history) >= max(warmup, 2):
+        past = np.asarray(history)
+        median = float(np.median(past))
+        spread = max(1.4826 * float(np.median(np.abs(past - median))), 0.5 * float(np.std(past)))
+        if spread > 1e-9 * (1.0 + abs(median)):
+            z = (value - median) / spread
+    history.append(value)
+    del history[:-window]
+    return z
 
 
 def _standardise(value: float, history: list[float], window: int, warmup: int) -> float:

@@ -10,9 +10,10 @@ bytes decides exactly as one that did not): the state is written to the table's 
 and half the bytes is half the broker's and RocksDB's work, for a cosine error below 1e-3.
 
 Byte format (`SessionState.to_bytes`): ``MSEG``, the header's length (4 bytes, little-endian), the JSON
-header (counters, ids, ts, texts, scores with NaN as null, histories, ``"v": 2``), then the vectors as raw
-little-endian float16 rows, or nothing for a caller that stores each event's vector apart. Version 1
-(float32 vectors) is still read. `SessionState.to_dict` is the same as JSON, the vectors in base64.
+header (counters, ids, ts, texts, scores with NaN as null, histories, the latest ts and pauses, ``"v": 3``),
+then the vectors as raw little-endian float16 rows, or nothing for a caller that stores each event's vector
+apart. Versions 1 (float32 vectors) and 2 (no per-scale history, latest ts or pauses: they start empty, so
+the first event after such a restart cannot be taken for a long pause) are still read. `SessionState.to_dict` is the same as JSON, the vectors in base64.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import orjson
 
 __all__ = ["STATE_VERSION", "SessionState"]
 
-STATE_VERSION = 2  # 1: float32 vectors (still read)
+STATE_VERSION = 3  # 1: float32 vectors; 2: no scale history, pauses or last ts (both still read)
 _MAGIC = b"MSEG"
 _STORED = "<f2"  # dtype of stored vectors (version 2)
 
@@ -60,6 +61,9 @@ class SessionState:
     lm_context: list[int] = field(default_factory=list)  # the session's latest token ids (LM configs only)
     lm_history: list[float] = field(default_factory=list)  # blend: previous LM surprises
     emb_history: list[float] = field(default_factory=list)  # blend: previous embedding scores
+    scale_history: list[list[float]] = field(default_factory=list)  # multiscale: previous values per scale
+    last_ts: float | None = None  # the latest event's ts (None: no event yet, or a version 1/2 state)
+    gaps: list[float] = field(default_factory=list)  # the session's latest pauses between events, seconds
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
     def __len__(self) -> int:
@@ -86,6 +90,9 @@ class SessionState:
             "lm_context": self.lm_context,
             "lm_history": self.lm_history,
             "emb_history": self.emb_history,
+            "scale_history": self.scale_history,
+            "last_ts": self.last_ts,
+            "gaps": self.gaps,
         }
 
     def drop_buffered(self) -> None:
@@ -112,7 +119,7 @@ class SessionState:
 
     @classmethod
     def _load(cls, data: dict[str, Any], vector_bytes: bytes) -> SessionState:
-        if data.get("v") not in (1, STATE_VERSION):
+        if data.get("v") not in (1, 2, STATE_VERSION):
             raise ValueError(f"unsupported segmenter state version {data.get('v')!r}")
         dim = int(data["dim"])
         stored = "<f4" if data["v"] == 1 else _STORED
@@ -136,6 +143,9 @@ class SessionState:
             lm_context=[int(t) for t in data.get("lm_context", [])],
             lm_history=[float(h) for h in data.get("lm_history", [])],
             emb_history=[float(h) for h in data.get("emb_history", [])],
+            scale_history=[[float(h) for h in row] for row in data.get("scale_history", [])],
+            last_ts=None if data.get("last_ts") is None else float(data["last_ts"]),
+            gaps=[float(g) for g in data.get("gaps", [])],
             vectors=raw.reshape(len(data["ids"]), dim) if dim else np.zeros((0, 0), np.float32),
         )
 
