@@ -80,6 +80,12 @@ def create_app(settings: Settings | None = None, *, stages: tuple[str, ...] | No
         web_port=worker.web_port,
         web_bind=worker.web_host,
         web_host=worker.web_host,
+        # Faust's own routes (/router/, /table/, /stats/, /graph/) expose internals without credentials: off.
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_application_options={"client_max_size": settings.http.max_body_bytes},
         producer_acks=-1,
         processing_guarantee=worker.processing_guarantee,
         broker_commit_interval=worker.commit_interval_s,
@@ -91,6 +97,7 @@ def create_app(settings: Settings | None = None, *, stages: tuple[str, ...] | No
     from memstream.agents.runtime import Runtime
 
     runtime = Runtime(settings)
+    app.memstream_runtime = runtime  # the worker's shared resources, for tests and tools that hold the app
     for stage in stages or STAGES:
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")

@@ -27,19 +27,22 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from faust.web import Request, Response, View
+from faust.web import Request, Response
 from faust.web.exceptions import ValidationError as WebValidationError
 
+from memstream.agents.api_view import ApiView
 from memstream.agents.http_body import json_body, validated
 from memstream.models.compensation import Compensation, memory_key, weighted_estimate
 from memstream.models.compensation import compensate as _compensate
 from memstream.models.error_policy import ErrorSample
 from memstream.models.sketch_backend import SketchBackend
+from memstream.streams.access import Scope
 from memstream.streams.api import CompensateBatchRequest, CompensateRequest
 
 if TYPE_CHECKING:
     import faust
 
+    from memstream.agents.auth import Guard
     from memstream.agents.runtime import Runtime
     from memstream.agents.store import MemoryStore
 
@@ -146,6 +149,9 @@ class ErrorMemoryService:
 
     async def compensate_many(self, queries: Sequence[CompensateRequest]) -> list[dict[str, Any]]:
         """Compensate every query (one embedding batch for all their texts), answers in query order."""
+        for i, q in enumerate(queries):
+            if q.tenant_id is None:
+                raise CompensateError(f"query {i}: tenant_id is required")
         backends = [self._backend(q.backend) for q in queries]
         keys = await self.keys([(q.user_id, q.features.text, q.features.vector) for q in queries])
         for i, key in enumerate(keys):
@@ -243,16 +249,22 @@ async def compensate_many(
 
 
 # -- HTTP ------------------------------------------------------------------------------------------
-def register_views(app: faust.App, runtime: Runtime) -> None:
-    """``POST /compensate/``: one CompensateRequest, or ``{"queries": [...]}`` answered as ``{"results": [...]}``."""
+def register_views(app: faust.App, runtime: Runtime, guard: Guard) -> None:
+    """``POST /compensate/``: one CompensateRequest, or ``{"queries": [...]}`` answered as ``{"results": [...]}``.
+    Read scope; each query's tenant and user are checked against the caller's credential (agents/auth)."""
     metrics = runtime.metrics
 
     @app.page("/compensate/")
-    class CompensateView(View):
+    class CompensateView(ApiView):
         async def post(self, request: Request) -> Response:
+            caller = await guard.caller(request, limited=True)
             data = await json_body(request)
             batch = isinstance(data, dict) and "queries" in data
-            queries = validated(data, CompensateBatchRequest).queries if batch else [validated(data, CompensateRequest)]
+            asked = validated(data, CompensateBatchRequest).queries if batch else [validated(data, CompensateRequest)]
+            queries = []
+            for q in asked:
+                who = caller.target(Scope.READ, q.tenant_id, q.user_id)
+                queries.append(q.model_copy(update={"tenant_id": who.tenant_id, "user_id": who.user_id}))
             try:
                 with metrics.store_timer("compensate"):
                     results = await service(runtime).compensate_many(queries)

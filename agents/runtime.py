@@ -19,6 +19,7 @@ from memstream.agents.settings import Settings
 from memstream.agents.store import make_store
 
 if TYPE_CHECKING:
+    from memstream.agents.auth import Guard
     from memstream.agents.store import MemoryStore
     from memstream.models.embedder import Embedder
     from memstream.models.language_model import LanguageModel
@@ -109,6 +110,16 @@ class Runtime:
         self._embed_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memstream-embed")
         self.language_model = LazyLanguageModel(settings)
         self._lm_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memstream-lm")
+        self._guard: Guard | None = None
+
+    @property
+    def guard(self) -> Guard:
+        """The HTTP API's gate (credentials, scopes, rate limits), one per worker."""
+        if self._guard is None:
+            from memstream.agents.auth import Guard
+
+            self._guard = Guard(self.settings)
+        return self._guard
 
     async def store(self) -> MemoryStore:
         if self._store is None:

@@ -117,6 +117,41 @@ class ErrorsStageSettings(BaseModel):
     max_wait_s: float = Field(0.05, gt=0, le=10, description="A partial batch is processed after this many seconds")
 
 
+class AuthSettings(BaseModel):
+    """Who may call the HTTP API. ``keys`` (default): every data route needs ``Authorization: Bearer <credential>``,
+    an API key from the ``access`` topic (``memstream keys create``) or, when a public key or JWKS is set, a JWT;
+    the tenant (and user) come from the credential. ``none``: no credentials, the body names the tenant; for
+    local development only (the worker warns when it serves it beyond loopback)."""
+
+    mode: Literal["keys", "none"] = Field("keys", description="keys: credentials required; none: local development")
+    jwt_public_key_file: Path | None = Field(None, description="PEM public key that verifies JWTs")
+    jwt_jwks_url: str | None = Field(None, description="JWKS URL that verifies JWTs (keys fetched and cached)")
+    jwt_algorithms: list[str] = Field(["RS256", "ES256", "EdDSA"], description="Accepted JWT signature algorithms")
+    jwt_audience: str | None = Field(None, description="Required `aud` of a JWT")
+    jwt_issuer: str | None = Field(None, description="Required `iss` of a JWT")
+    jwt_tenant_claim: str = Field("tenant_id", description="JWT claim holding the tenant")
+    jwt_user_claim: str = Field("user_id", description="JWT claim holding the user (absent: any user of the tenant)")
+    jwt_scope_claim: str = Field("scope", description="JWT claim holding scopes (space-separated string or list)")
+    keys_ready_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="Until the worker has read the access topic to its end it answers 503; "
+        "after this long it logs an error each time a request is refused for it",
+    )
+
+
+class HttpSettings(BaseModel):
+    """Limits of the HTTP API."""
+
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Larger request bodies get a 413")
+    rate_limit: str = Field(
+        "50/second",
+        description="Per-credential limit on recall and compensate (limits' notation, e.g. '50/second', "
+        "'1000/minute'); over it: 429 with Retry-After",
+    )
+    updates_keepalive_s: float = Field(15.0, gt=0, description="A comment line on idle /updates/ streams this often")
+
+
 class Settings(BaseSettings):
     """All of memstream's configuration."""
 
@@ -134,6 +169,8 @@ class Settings(BaseSettings):
     recall: RecallConfig = Field(default_factory=RecallConfig)
     compensation: CompensationConfig = Field(default_factory=CompensationConfig)
     errors: ErrorsStageSettings = Field(default_factory=ErrorsStageSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
 
     @property
     def topics(self) -> TopicNames:

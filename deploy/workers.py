@@ -8,8 +8,10 @@ import socket
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
+from memstream.streams.access import ensure_access_topic, new_key, publish_key
 from memstream.streams.admin import delete_topics, ensure_topics
 from memstream.streams.settings import KafkaSettings
 
@@ -46,6 +48,9 @@ class Deployment:
             "MEMSTREAM_KAFKA__TOPIC_PREFIX": self.prefix,
             "MEMSTREAM_KAFKA__PARTITIONS": str(partitions),
             "MEMSTREAM_WORKER__APP_ID": self.app_id,
+            # Local deployments serve their API on 127.0.0.1 without credentials unless asked for
+            # (MEMSTREAM_AUTH__MODE="keys", then keys from create_key)
+            "MEMSTREAM_AUTH__MODE": "none",
             **env,
         }
         self.workers: list[subprocess.Popen] = []
@@ -58,6 +63,13 @@ class Deployment:
         """Delete this deployment's topics: its prefix's, and the table changelogs and Faust's internal
         topics, which carry its app id. Stop its workers first."""
         return await delete_topics(self.kafka, lambda name: name.startswith(self.prefix) or self.app_id in name)
+
+    async def create_key(self, tenant_id: str, scopes: Iterable[str], *, user_id: str | None = None) -> str:
+        """A new API key of this deployment (its ``access`` topic), for workers run with auth mode keys."""
+        token, record = new_key(tenant_id, scopes, user_id=user_id)
+        await ensure_access_topic(self.kafka)
+        await publish_key(self.kafka, record)
+        return token
 
     def start_worker(
         self, name: str = "w1", stages: str = "", loglevel: str | None = None, **env: str

@@ -1,4 +1,8 @@
-"""Request bodies of the worker's HTTP API (recall, compensate, get, forget), validated like every other input."""
+"""Request bodies of the worker's HTTP API (recall, compensate, get, forget), validated like every other input.
+
+``tenant_id`` (and ``user_id`` where it is optional) may be left out: the worker takes them from the caller's
+credential. Naming a tenant or user the credential does not cover is refused (403), never narrowed silently;
+with ``auth.mode=none`` (local development) the tenant must be named."""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ class RecallRequest(_Request):
     plus k_c temporal neighbours of each hit. Unset fields take the worker's ``recall`` settings."""
 
     query: str = Field(min_length=1, max_length=16_384)
-    tenant_id: Ident
+    tenant_id: Ident | None = None
     user_id: Ident | None = None
     session_id: Ident | None = None
     mode: Literal["events", "episodes"] | None = None
@@ -32,19 +36,21 @@ class RecallRequest(_Request):
 
 
 class GetRequest(_Request):
-    tenant_id: Ident
+    tenant_id: Ident | None = None
     event_ids: list[Ident] = Field(min_length=1, max_length=1000)
 
 
 class ForgetRequest(_Request):
-    tenant_id: Ident
-    user_id: Ident
+    """Erase one user's memory. ``user_id`` may be left out only by a credential bound to one user."""
+
+    tenant_id: Ident | None = None
+    user_id: Ident | None = None
 
 
 class CompensateRequest(_Request):
     """Compensate one base prediction from the error memory (ReLoop2): features as in a FeedbackEvent."""
 
-    tenant_id: Ident
+    tenant_id: Ident | None = None
     user_id: Ident
     model_version: Annotated[str, Field(min_length=1, max_length=64)] = Field(
         description="Version of the model that made y_base: only its feedback is used."

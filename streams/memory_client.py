@@ -5,17 +5,20 @@ worker's status and message."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 import httpx
+from httpx_sse import aconnect_sse, connect_sse
 from pydantic import BaseModel, ValidationError
 
 from memstream.streams.api import CompensateBatchRequest, CompensateRequest, ForgetRequest, GetRequest, RecallRequest
 from memstream.streams.codec import InvalidRecord, validation_reason
+from memstream.streams.contracts import MemoryUpdate
 from memstream.streams.settings import ApiSettings, client_settings
 
 Json = dict[str, Any]
+_STREAM_TIMEOUT = httpx.Timeout(30.0, read=None)  # an update stream may be quiet for long: no read timeout
 
 
 class MemoryApiError(RuntimeError):
@@ -39,7 +42,7 @@ def _answer(response: httpx.Response) -> Any:
     return response.json()
 
 
-def _recall_body(query: str, tenant_id: str, options: Mapping[str, Any]) -> Json:
+def _recall_body(query: str, tenant_id: str | None, options: Mapping[str, Any]) -> Json:
     return _validated(RecallRequest, {"query": query, "tenant_id": tenant_id, **options})
 
 
@@ -53,10 +56,25 @@ def _compensate_batch(queries: Iterable[Mapping[str, Any] | CompensateRequest]) 
 
 
 class _Base:
-    def __init__(self, url: str | None, timeout_s: float | None) -> None:
+    def __init__(self, url: str | None, timeout_s: float | None, key: str | None) -> None:
         api: ApiSettings = client_settings().api
         self.url = (url or api.url).rstrip("/")
         self.timeout_s = timeout_s if timeout_s is not None else api.timeout_s
+        key = key or (api.key.get_secret_value() if api.key else None)
+        self.headers = {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def _updates_params(
+    session_id: str | None, kinds: Iterable[str] | None, from_beginning: bool, after: str | None
+) -> Json:
+    params: Json = {"from": "beginning" if from_beginning else "end"}
+    if session_id:
+        params["session_id"] = session_id
+    if kinds:
+        params["kinds"] = ",".join(kinds)
+    if after:
+        params["after"] = after
+    return params
 
 
 class MemoryClient(_Base):
@@ -65,10 +83,15 @@ class MemoryClient(_Base):
     ``url`` defaults to ``MEMSTREAM_API__URL`` (http://127.0.0.1:6066)."""
 
     def __init__(
-        self, url: str | None = None, *, timeout_s: float | None = None, transport: httpx.BaseTransport | None = None
+        self,
+        url: str | None = None,
+        *,
+        key: str | None = None,
+        timeout_s: float | None = None,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
-        super().__init__(url, timeout_s)
-        self._http = httpx.Client(base_url=self.url, timeout=self.timeout_s, transport=transport)
+        super().__init__(url, timeout_s, key)
+        self._http = httpx.Client(base_url=self.url, timeout=self.timeout_s, transport=transport, headers=self.headers)
 
     def __enter__(self) -> MemoryClient:
         return self
@@ -83,18 +106,23 @@ class MemoryClient(_Base):
         return _answer(self._http.post(path, json=body))
 
     def recall(
-        self, query: str, *, tenant_id: str, mode: Literal["events", "episodes"] | None = None, **options: Any
+        self,
+        query: str,
+        *,
+        tenant_id: str | None = None,
+        mode: Literal["events", "episodes"] | None = None,
+        **options: Any,
     ) -> list[Json]:
         """Events best first (``mode="events"``, the default: ``budget``, ``episode_turns``), or episodes in time
         order (``mode="episodes"``: ``k_s``, ``k_c``); ``user_id``, ``session_id``, ``since``, ``until`` filter."""
         return _recalled(self._post("/recall/", _recall_body(query, tenant_id, {"mode": mode, **options})))
 
-    def get(self, *, tenant_id: str, event_ids: Iterable[str]) -> list[Json]:
+    def get(self, *, tenant_id: str | None = None, event_ids: Iterable[str]) -> list[Json]:
         """The stored events with these ids (those the store holds, in no particular order)."""
         body = _validated(GetRequest, {"tenant_id": tenant_id, "event_ids": list(event_ids)})
         return list(self._post("/get/", body)["events"])
 
-    def forget(self, *, tenant_id: str, user_id: str) -> int:
+    def forget(self, *, tenant_id: str | None = None, user_id: str | None = None) -> int:
         """Erase a user's memory; returns the number of points removed."""
         return int(
             self._post("/forget/", _validated(ForgetRequest, {"tenant_id": tenant_id, "user_id": user_id}))["removed"]
@@ -111,6 +139,31 @@ class MemoryClient(_Base):
     def health(self) -> Json:
         return dict(_answer(self._http.get("/healthz/")))
 
+    def updates(
+        self,
+        *,
+        session_id: str | None = None,
+        kinds: Iterable[str] | None = None,
+        from_beginning: bool = False,
+        after: str | None = None,
+    ) -> Iterator[tuple[str, MemoryUpdate]]:
+        """See ``AsyncMemoryClient.updates``."""
+        params = _updates_params(session_id, kinds, from_beginning, after)
+        while True:
+            try:
+                with connect_sse(self._http, "GET", "/updates/", params=params, timeout=_STREAM_TIMEOUT) as sse:
+                    if sse.response.status_code >= 400:
+                        sse.response.read()
+                        _answer(sse.response)
+                    for event in sse.iter_sse():
+                        if event.event == "error":
+                            raise MemoryApiError(401, event.data, str(sse.response.url))
+                        if event.event == "memory-update":
+                            params["after"] = event.id
+                            yield event.id, MemoryUpdate.model_validate_json(event.data)
+            except (httpx.RemoteProtocolError, httpx.ReadError):
+                continue
+
 
 class AsyncMemoryClient(_Base):
     """The same API as ``MemoryClient``, awaitable. ``async with AsyncMemoryClient() as memory: ...``."""
@@ -119,11 +172,14 @@ class AsyncMemoryClient(_Base):
         self,
         url: str | None = None,
         *,
+        key: str | None = None,
         timeout_s: float | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        super().__init__(url, timeout_s)
-        self._http = httpx.AsyncClient(base_url=self.url, timeout=self.timeout_s, transport=transport)
+        super().__init__(url, timeout_s, key)
+        self._http = httpx.AsyncClient(
+            base_url=self.url, timeout=self.timeout_s, transport=transport, headers=self.headers
+        )
 
     async def __aenter__(self) -> AsyncMemoryClient:
         return self
@@ -138,16 +194,21 @@ class AsyncMemoryClient(_Base):
         return _answer(await self._http.post(path, json=body))
 
     async def recall(
-        self, query: str, *, tenant_id: str, mode: Literal["events", "episodes"] | None = None, **options: Any
+        self,
+        query: str,
+        *,
+        tenant_id: str | None = None,
+        mode: Literal["events", "episodes"] | None = None,
+        **options: Any,
     ) -> list[Json]:
         """See ``MemoryClient.recall``."""
         return _recalled(await self._post("/recall/", _recall_body(query, tenant_id, {"mode": mode, **options})))
 
-    async def get(self, *, tenant_id: str, event_ids: Iterable[str]) -> list[Json]:
+    async def get(self, *, tenant_id: str | None = None, event_ids: Iterable[str]) -> list[Json]:
         body = _validated(GetRequest, {"tenant_id": tenant_id, "event_ids": list(event_ids)})
         return list((await self._post("/get/", body))["events"])
 
-    async def forget(self, *, tenant_id: str, user_id: str) -> int:
+    async def forget(self, *, tenant_id: str | None = None, user_id: str | None = None) -> int:
         body = _validated(ForgetRequest, {"tenant_id": tenant_id, "user_id": user_id})
         return int((await self._post("/forget/", body))["removed"])
 
@@ -159,3 +220,30 @@ class AsyncMemoryClient(_Base):
 
     async def health(self) -> Json:
         return dict(_answer(await self._http.get("/healthz/")))
+
+    async def updates(
+        self,
+        *,
+        session_id: str | None = None,
+        kinds: Iterable[str] | None = None,
+        from_beginning: bool = False,
+        after: str | None = None,
+    ) -> AsyncIterator[tuple[str, MemoryUpdate]]:
+        """The credential's memory updates as they are announced, with the cursor after each
+        (``GET /updates/``, server-sent events filtered by the worker). Pass a cursor back as ``after`` to
+        resume exactly after that update; a dropped connection is resumed that way automatically."""
+        params = _updates_params(session_id, kinds, from_beginning, after)
+        while True:
+            try:
+                async with aconnect_sse(self._http, "GET", "/updates/", params=params, timeout=_STREAM_TIMEOUT) as sse:
+                    if sse.response.status_code >= 400:
+                        await sse.response.aread()
+                        _answer(sse.response)
+                    async for event in sse.aiter_sse():
+                        if event.event == "error":
+                            raise MemoryApiError(401, event.data, str(sse.response.url))
+                        if event.event == "memory-update":
+                            params["after"] = event.id
+                            yield event.id, MemoryUpdate.model_validate_json(event.data)
+            except (httpx.RemoteProtocolError, httpx.ReadError):
+                continue  # the worker went away mid-stream: reconnect from the last cursor

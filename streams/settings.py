@@ -71,6 +71,9 @@ class ApiSettings(BaseModel):
 
     url: str = Field("http://127.0.0.1:6066", description="Base URL of a worker's HTTP API")
     timeout_s: float = Field(30.0, gt=0, description="Seconds a client waits for an answer")
+    key: SecretStr | None = Field(
+        None, description="Credential sent as `Authorization: Bearer …`: an API key (memstream keys create) or a JWT"
+    )
 
 
 class ClientSettings(BaseSettings):

@@ -10,10 +10,15 @@ EPISODES = "episodes"
 FEEDBACK = "feedback"
 MEMORY_UPDATES = "memory-updates"
 DEAD_LETTERS = "dead-letters"
+ACCESS = "access"
 
 ALL = (INTERACTIONS, EMBEDDED, EPISODES, FEEDBACK, MEMORY_UPDATES, DEAD_LETTERS)
 """Every topic memstream declares. Keys: `tenant/session` on the interaction path, `tenant/user` on
 feedback, `tenant/session` (or `tenant/user`) on memory-updates, the source key on dead-letters."""
+
+CONTROL = (ACCESS,)
+"""Control topics: compacted, one partition, keyed by record id (``access``: the worker's API keys, by key
+id; see ``streams/access.py``). Created by their own writers, not with the data topics."""
 
 
 @dataclass(frozen=True)
@@ -23,7 +28,7 @@ class TopicNames:
     prefix: str = "memstream."
 
     def name(self, base: str) -> str:
-        if base not in ALL:
+        if base not in ALL and base not in CONTROL:
             raise KeyError(f"unknown topic {base!r}")
         return f"{self.prefix}{base}"
 
@@ -50,6 +55,10 @@ class TopicNames:
     @property
     def dead_letters(self) -> str:
         return self.name(DEAD_LETTERS)
+
+    @property
+    def access(self) -> str:
+        return self.name(ACCESS)
 
     def all(self) -> list[str]:
         return [self.name(base) for base in ALL]

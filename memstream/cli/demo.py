@@ -121,7 +121,12 @@ def demo(
     _ensure_broker(settings.kafka.bootstrap)
     state_dir.mkdir(parents=True, exist_ok=True)
     log_path = state_dir / "worker.log"
-    env = {**os.environ, "MEMSTREAM_WORKER__STATE_DIR": str(state_dir / "state"), "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "MEMSTREAM_WORKER__STATE_DIR": str(state_dir / "state"),
+        "MEMSTREAM_AUTH__MODE": "none",  # the demo's worker serves 127.0.0.1 only; workers need keys by default
+        "PYTHONUNBUFFERED": "1",
+    }
     out.print(f"starting a worker (log: {log_path}) …")
     with open(log_path, "ab") as log:
         worker = subprocess.Popen(

@@ -148,6 +148,7 @@ def test_the_wheel_holds_only_the_memstream_namespace(tmp_path: Path) -> None:
     assert packages == [
         "memstream",
         "memstream/agents",
+        "memstream/agents/auth",
         "memstream/agents/store",
         "memstream/cli",
         "memstream/deploy",
