@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from memstream.agents.store.base import StoreConfig
@@ -124,6 +124,11 @@ class AuthSettings(BaseModel):
     local development only (the worker warns when it serves it beyond loopback)."""
 
     mode: Literal["keys", "none"] = Field("keys", description="keys: credentials required; none: local development")
+    admin_key: SecretStr | None = Field(
+        None,
+        description="An operator credential with the admin scope over every tenant (requests must name the "
+        "tenant); e.g. `openssl rand -hex 32`. Optional: keys from the access topic work without it",
+    )
     jwt_public_key_file: Path | None = Field(None, description="PEM public key that verifies JWTs")
     jwt_jwks_url: str | None = Field(None, description="JWKS URL that verifies JWTs (keys fetched and cached)")
     jwt_algorithms: list[str] = Field(["RS256", "ES256", "EdDSA"], description="Accepted JWT signature algorithms")

@@ -4,7 +4,7 @@ Each connection reads the ``memory-updates`` topic with a consumer of its own (n
 and sends only the updates of the credential's tenant (and its user, for a user-bound credential): a
 subscriber never receives another tenant's update, not even to drop it. Query parameters: ``session_id``,
 ``kinds`` (comma-separated update kinds), ``from=end`` (default: only what comes next) or ``from=beginning``.
-Each event's ``id`` is a cursor (``partition:offset`` of the next record, for every partition); reconnecting
+The first event (``ready``) carries the position the stream starts from; each event's ``id`` is a cursor (``partition:offset`` of the next record, for every partition); reconnecting
 with it as ``Last-Event-ID`` (or ``?after=``) resumes exactly after the last update received. The credential is
 checked again on every poll, so a revoked key's stream ends within a poll interval.
 """
@@ -110,7 +110,8 @@ def register_views(app: faust.App, runtime: Runtime, guard: Guard) -> None:
                     }
                 )
                 await response.prepare(request)
-                await response.write(f": memstream updates for tenant {who.tenant_id}\n\n".encode())
+                # the pinned position first: a client that reconnects before any update resumes from here
+                await response.write(f"id: {format_cursor(positions)}\nevent: ready\ndata: {{}}\n\n".encode())
                 idle = 0.0
                 while True:
                     batches = await consumer.getmany(timeout_ms=int(POLL_S * 1000), max_records=500)

@@ -124,7 +124,12 @@ class Publisher:
 
 
 class Subscription:
-    """Memory updates as they are announced, optionally filtered by tenant, session and kind.
+    """Memory updates read directly from Kafka, optionally filtered by tenant, session and kind.
+
+    **For trusted in-cluster consumers only**: the tenant filter runs here, in the client, so the process
+    reads every tenant's updates from the topic (its Kafka credentials, not this filter, are the boundary).
+    A tenant's own subscriber uses the worker's ``GET /updates/`` instead, which filters on the worker by
+    the caller's credential: ``subscribe(url=…, key=…)`` (see HttpSubscription).
 
     ``async with subscribe(...) as updates:`` pins the read position when the block is entered, so nothing
     published after that is missed; ``async for u in subscribe(...)`` works too (position pinned on first
@@ -157,9 +162,12 @@ class Subscription:
         await consumer.start()
         self._consumer = consumer
         partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            await ensure_topics(self.kafka)
-            partitions = await _wait_partitions(consumer, topic)
+        if not partitions:  # not in the first metadata yet: ask again before trying to create the topics
+            try:  # (a subscriber under ACLs may read the topic but not create topics)
+                partitions = await _wait_partitions(consumer, topic, timeout=2.0)
+            except TimeoutError:
+                await ensure_topics(self.kafka)
+                partitions = await _wait_partitions(consumer, topic)
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         if self.from_beginning:
@@ -205,6 +213,91 @@ class Subscription:
                 yield update
 
 
+class HttpSubscription:
+    """Memory updates from a worker's ``GET /updates/`` (server-sent events), filtered on the worker by the
+    credential's tenant and user: the subscriber never receives another tenant's update. Same use as
+    Subscription (``async with``, ``async for``, ``poll``); ``cursor`` is the position after the last update
+    received (pass it as ``after`` to resume there); a dropped connection resumes from it automatically."""
+
+    def __init__(
+        self,
+        *,
+        url: str | None = None,
+        key: str | None = None,
+        session_id: str | None = None,
+        kinds: Iterable[str] | None = None,
+        from_beginning: bool = False,
+        after: str | None = None,
+    ) -> None:
+        from memstream.streams.memory_client import AsyncMemoryClient
+
+        self._client = AsyncMemoryClient(url, key=key)
+        self._options: dict[str, Any] = {
+            "session_id": session_id,
+            "kinds": list(kinds) if kinds else None,
+            "from_beginning": from_beginning,
+            "after": after,
+        }
+        self.cursor: str | None = after
+        self._queue: asyncio.Queue[MemoryUpdate | BaseException] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+
+    async def _run(self) -> None:
+        try:
+            async for cursor, update in self._client.updates(**self._options, on_connect=self._connected.set):
+                self.cursor = cursor
+                self._queue.put_nowait(update)
+        except Exception as exc:  # surfaced to the reader (e.g. 401: the key was revoked)
+            self._connected.set()
+            self._queue.put_nowait(exc)
+
+    async def start(self) -> None:
+        """Connect; returns once the worker has pinned the read position (nothing announced later is missed)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+            await self._connected.wait()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        await self._client.close()
+
+    async def __aenter__(self) -> HttpSubscription:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _take(self, item: MemoryUpdate | BaseException) -> MemoryUpdate:
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    async def poll(self, timeout: float = 1.0, max_records: int = 1000) -> list[MemoryUpdate]:
+        """The updates that arrive within `timeout` seconds (possibly none)."""
+        await self.start()
+        try:
+            first = await asyncio.wait_for(self._queue.get(), timeout)
+        except TimeoutError:
+            return []
+        updates = [self._take(first)]
+        while not self._queue.empty() and len(updates) < max_records:
+            updates.append(self._take(self._queue.get_nowait()))
+        return updates
+
+    async def __aiter__(self) -> AsyncIterator[MemoryUpdate]:
+        await self.start()
+        while True:
+            yield self._take(await self._queue.get())
+
+
 def subscribe(
     *,
     tenant_id: str | None = None,
@@ -212,8 +305,17 @@ def subscribe(
     kinds: Iterable[str] | None = None,
     from_beginning: bool = False,
     kafka: KafkaSettings | None = None,
-) -> Subscription:
-    """Subscribe to memory updates (see Subscription)."""
+    url: str | None = None,
+    key: str | None = None,
+) -> Subscription | HttpSubscription:
+    """Subscribe to memory updates. With ``url`` or ``key`` (a worker's API and a credential, defaults
+    ``MEMSTREAM_API__URL``/``MEMSTREAM_API__KEY``): through the worker's ``/updates/``, only the credential's
+    tenant (``tenant_id`` is then the credential's; naming another is refused). Otherwise directly from
+    Kafka, for trusted in-cluster consumers (see Subscription)."""
+    if url is not None or key is not None:
+        if tenant_id is not None:
+            raise ValueError("subscribe(url=…, key=…) takes the tenant from the key: leave tenant_id out")
+        return HttpSubscription(url=url, key=key, session_id=session_id, kinds=kinds, from_beginning=from_beginning)
     return Subscription(
         tenant_id=tenant_id, session_id=session_id, kinds=kinds, from_beginning=from_beginning, kafka=kafka
     )

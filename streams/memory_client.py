@@ -5,7 +5,7 @@ worker's status and message."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 import httpx
@@ -156,6 +156,8 @@ class MemoryClient(_Base):
                         sse.response.read()
                         _answer(sse.response)
                     for event in sse.iter_sse():
+                        if event.event == "ready":
+                            params["after"] = event.id
                         if event.event == "error":
                             raise MemoryApiError(401, event.data, str(sse.response.url))
                         if event.event == "memory-update":
@@ -228,6 +230,7 @@ class AsyncMemoryClient(_Base):
         kinds: Iterable[str] | None = None,
         from_beginning: bool = False,
         after: str | None = None,
+        on_connect: Callable[[], object] | None = None,
     ) -> AsyncIterator[tuple[str, MemoryUpdate]]:
         """The credential's memory updates as they are announced, with the cursor after each
         (``GET /updates/``, server-sent events filtered by the worker). Pass a cursor back as ``after`` to
@@ -240,6 +243,10 @@ class AsyncMemoryClient(_Base):
                         await sse.response.aread()
                         _answer(sse.response)
                     async for event in sse.aiter_sse():
+                        if event.event == "ready":  # the position the worker pinned: resume from it if dropped
+                            params["after"] = event.id
+                            if on_connect is not None:
+                                on_connect()
                         if event.event == "error":
                             raise MemoryApiError(401, event.data, str(sse.response.url))
                         if event.event == "memory-update":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import logging
 import math
@@ -19,7 +20,7 @@ from memstream.agents.auth.jwt_tokens import JwtVerifier, looks_like_jwt
 from memstream.agents.auth.keyring import KeyRing
 from memstream.agents.auth.principal import Principal, Target, authorize
 from memstream.agents.settings import Settings
-from memstream.streams.access import Scope
+from memstream.streams.access import Scope, digest
 
 __all__ = ["Caller", "Guard", "is_loopback"]
 
@@ -44,6 +45,8 @@ class Guard:
         self.settings = settings.auth
         self.keyring = KeyRing()
         self.jwt = JwtVerifier(settings.auth)
+        admin = settings.auth.admin_key
+        self._admin_digest = digest(admin.get_secret_value()) if admin else None
         self._limit = parse(settings.http.rate_limit)
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         if self.mode == "none" and not is_loopback(settings.worker.web_host):
@@ -62,6 +65,8 @@ class Guard:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise NotAuthenticated("an `Authorization: Bearer <API key or JWT>` header is required")
+        if self._admin_digest is not None and hmac.compare_digest(digest(token), self._admin_digest):
+            return Principal("", None, frozenset({Scope.ADMIN}), "admin-key")
         if looks_like_jwt(token):
             if not self.jwt.enabled:
                 raise NotAuthenticated("JWTs are not accepted by this worker (no auth.jwt_public_key_file/jwks_url)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from faust.web.exceptions import ValidationError as BadRequest
+
 from memstream.agents.auth.errors import PermissionDenied
 from memstream.streams.access import Scope
 
@@ -14,7 +16,7 @@ __all__ = ["Principal", "Target", "authorize"]
 class Principal:
     """An authenticated caller: its tenant, its user when the credential is bound to one, its scopes."""
 
-    tenant_id: str
+    tenant_id: str  # "" for the operator's admin key (auth.admin_key): bound to no tenant
     user_id: str | None
     scopes: frozenset[Scope]
     credential_id: str  # "key:<key id>" or "jwt:<subject>": what rate limits and logs name
@@ -45,4 +47,7 @@ def authorize(principal: Principal, scope: Scope, tenant_id: str | None, user_id
         raise PermissionDenied("this credential is not for the tenant the request names")
     if principal.user_id is not None and user_id is not None and user_id != principal.user_id:
         raise PermissionDenied("this credential is bound to another user than the request names")
-    return Target(tenant_id or principal.tenant_id, principal.user_id if principal.user_id is not None else user_id)
+    tenant = tenant_id or principal.tenant_id
+    if not tenant:  # the operator's admin key belongs to no tenant
+        raise BadRequest("tenant_id is required: this credential is not bound to a tenant")
+    return Target(tenant, principal.user_id if principal.user_id is not None else user_id)

@@ -18,6 +18,7 @@ from memstream.cli import (  # noqa: E402
     eval_recall,
     eval_segmentation,
     kafka,
+    keys,
     models,
     recall,
     store,
@@ -43,4 +44,5 @@ bench.app.command("embed", context_settings=bench_embed.SETTINGS)(bench_embed.be
 app.add_typer(bench.app, name="bench")
 app.add_typer(models.app, name="models")
 app.add_typer(store.app, name="store")
+app.add_typer(keys.app, name="keys")
 app.add_typer(kafka.app, name="kafka", help="Local Apache Kafka (KRaft, one node) from Maven Central.")

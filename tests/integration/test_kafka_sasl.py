@@ -23,10 +23,9 @@ from memstream.deploy.kafka.auth import ADMIN
 from memstream.deploy.kafka.process import java_executable
 from memstream.deploy.workers import free_ports
 from memstream.streams.admin import admin_client
-from memstream.streams.client import KafkaAuthenticationError, Publisher
-from memstream.streams.codec import decode
-from memstream.streams.contracts import InteractionEvent, MemoryUpdate, UpdateKind
-from tests.integration.harness import Namespace, collect
+from memstream.streams.client import KafkaAuthenticationError, Publisher, subscribe
+from memstream.streams.contracts import InteractionEvent, UpdateKind
+from tests.integration.harness import Namespace
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -100,14 +99,14 @@ async def test_worker_publisher_and_subscriber_with_their_own_credentials(auth_k
     async with Publisher(publisher, create_topics=False) as pub:
         await pub.publish_many(events)
 
-    def indexed(values: list[bytes]) -> set[str]:
-        updates = [decode(v, MemoryUpdate) for v in values]
-        return {u.ids[0] for u in updates if u.kind == UpdateKind.EVENT_INDEXED}
-
-    # the subscriber's consumer reads memory-updates with its own credentials (READ, DESCRIBE on that topic)
-    values = await collect(subscriber, subscriber.topics.memory_updates, lambda v: len(indexed(v)) >= 3, timeout=60)
+    # subscribe() reads memory-updates with the subscriber's own credentials (READ, DESCRIBE on that topic only)
+    seen: set[str] = set()
+    deadline = time.monotonic() + 60
+    async with subscribe(kafka=subscriber, from_beginning=True) as updates:
+        while len(seen) < 3 and time.monotonic() < deadline:
+            seen |= {u.ids[0] for u in await updates.poll(1.0) if u.kind == UpdateKind.EVENT_INDEXED}
     ns.stop_workers()
-    assert indexed(values) == {e.event_id for e in events}, ns.logs()
+    assert seen == {e.event_id for e in events}, ns.logs()
     assert "AUTHORIZATION_FAILED" not in ns.logs().upper(), ns.logs()  # the worker's ACLs are enough
 
 

@@ -48,7 +48,7 @@ def test_every_secret_is_a_required_variable_without_a_default():
     assert {key for _, key in secrets} >= {
         "QDRANT__SERVICE__API_KEY",
         "MEMSTREAM_STORE__API_KEY",
-        "MEMSTREAM_AUTH__KEYS",
+        "MEMSTREAM_AUTH__ADMIN_KEY",
     }
     for (service, key), value in secrets.items():
         match = REQUIRED.match(str(value))

@@ -197,7 +197,7 @@ def test_qdrant_is_reachable_only_from_the_workers():
 def test_keys_come_from_the_secret_with_no_working_default():
     env = {e["name"]: e for e in _worker()["env"]}
     secret = _one("Secret")
-    for name, key in (("MEMSTREAM_STORE__API_KEY", "qdrant-api-key"), ("MEMSTREAM_AUTH__KEYS", "api-key")):
+    for name, key in (("MEMSTREAM_STORE__API_KEY", "qdrant-api-key"), ("MEMSTREAM_AUTH__ADMIN_KEY", "api-key")):
         ref = env[name]["valueFrom"]["secretKeyRef"]
         assert ref["key"] == key and ref["optional"] is False  # no Secret key, no pod
         assert secret["stringData"][key] == ""  # the example holds no usable key

@@ -174,3 +174,15 @@ async def test_a_jwt_signed_by_the_configured_key_is_a_credential(stored, tmp_pa
         assert status == 401, body
     status, body, _ = await _call(app, "POST", "/get/", {"tenant_id": "b", "event_ids": ["b-1"]}, token())
     assert status == 403
+
+
+async def test_the_operators_admin_key_acts_on_the_tenant_it_names(stored):
+    auth = stored.auth.model_validate({"admin_key": "s3cret-operator-key-0123456789abcdef"})
+    app = create_app(stored.model_copy(update={"auth": auth}), stages=("web",))
+    add_key(app, "a")
+    operator = bearer("s3cret-operator-key-0123456789abcdef")
+    status, body, _ = await _call(app, "POST", "/get/", {"event_ids": ["b-1"]}, operator)
+    assert status == 400 and "tenant_id is required" in body["error"]
+    status, body, _ = await _call(app, "POST", "/get/", {"tenant_id": "b", "event_ids": ["b-1"]}, operator)
+    assert status == 200 and [e["event_id"] for e in body["events"]] == ["b-1"]
+    assert (await _call(app, "POST", "/get/", {"tenant_id": "b", "event_ids": ["b-1"]}, bearer("s3cret")))[0] == 401
