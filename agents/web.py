@@ -1,4 +1,4 @@
-"""HTTP API on every worker (Faust web views): recall, compensate, get, forget, updates, health.
+"""HTTP API on every worker (Faust web views): recall, compensate, get, forget, updates, events, health.
 
 Every data route goes through the worker's Guard (agents/auth): the tenant and user a request acts on come
 from its credential; what the body names is checked against it, never trusted."""
@@ -11,7 +11,7 @@ import faust
 from faust.web import Request, Response
 from faust.web.exceptions import ValidationError as BadRequest
 
-from memstream.agents import compensate, updates
+from memstream.agents import compensate, ingest, updates
 from memstream.agents.api_view import ApiView
 from memstream.agents.auth import follow_access_topic
 from memstream.agents.http_body import parse_body
@@ -110,6 +110,7 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
 
     compensate.register_views(app, runtime, guard)  # POST /compensate/ (agents/compensate.py)
     updates.register_views(app, runtime, guard)  # GET /updates/ (agents/updates.py)
+    ingest.register_views(app, topics, runtime)  # POST /events/ (agents/ingest.py)
 
     @app.page("/healthz/")
     class HealthView(ApiView):

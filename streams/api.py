@@ -6,7 +6,7 @@ with ``auth.mode=none`` (local development) the tenant must be named."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -64,3 +64,11 @@ class CompensateBatchRequest(_Request):
     """Many compensate queries in one call (their texts are embedded in one batch)."""
 
     queries: list[CompensateRequest] = Field(min_length=1, max_length=1000)
+
+
+class PublishRequest(_Request):
+    """Events to publish through a worker (``POST /events/``): interaction or feedback events as their
+    contracts define them (a feedback event has a ``prediction``); ``tenant_id`` (and ``user_id`` for a
+    user-bound credential) may be left out and come from the credential."""
+
+    events: list[dict[str, Any]] = Field(min_length=1, max_length=1000)

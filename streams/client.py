@@ -19,7 +19,7 @@ from memstream.streams.settings import KafkaSettings, kafka_settings
 Publishable = InteractionEvent | FeedbackEvent
 
 
-def _coerce(event: Publishable | Mapping[str, Any]) -> Publishable:
+def coerce_event(event: Publishable | Mapping[str, Any]) -> Publishable:
     """Validate a dict into a contract record; bad input raises InvalidRecord before anything is sent."""
     if isinstance(event, (InteractionEvent, FeedbackEvent)):
         return event
@@ -108,12 +108,12 @@ class Publisher:
 
     async def publish(self, event: Publishable | Mapping[str, Any]) -> None:
         """Validate and send one event; returns once the broker acknowledged it."""
-        record = _coerce(event)
+        record = coerce_event(event)
         await self._producer.send_and_wait(self._topic_for(record), encode(record), key=record.key)
 
     async def publish_many(self, events: Iterable[Publishable | Mapping[str, Any]]) -> int:
         """Validate all, then send them pipelined; returns the count once every one is acknowledged."""
-        records = [_coerce(e) for e in events]
+        records = [coerce_event(e) for e in events]
         futures = [await self._producer.send(self._topic_for(r), encode(r), key=r.key) for r in records]
         await asyncio.gather(*futures)
         return len(records)

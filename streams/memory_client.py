@@ -12,7 +12,14 @@ import httpx
 from httpx_sse import aconnect_sse, connect_sse
 from pydantic import BaseModel, ValidationError
 
-from memstream.streams.api import CompensateBatchRequest, CompensateRequest, ForgetRequest, GetRequest, RecallRequest
+from memstream.streams.api import (
+    CompensateBatchRequest,
+    CompensateRequest,
+    ForgetRequest,
+    GetRequest,
+    PublishRequest,
+    RecallRequest,
+)
 from memstream.streams.codec import InvalidRecord, validation_reason
 from memstream.streams.contracts import MemoryUpdate
 from memstream.streams.settings import ApiSettings, client_settings
@@ -53,6 +60,10 @@ def _recalled(answer: Json) -> list[Json]:
 def _compensate_batch(queries: Iterable[Mapping[str, Any] | CompensateRequest]) -> Json:
     items = [q.model_dump(mode="json") if isinstance(q, CompensateRequest) else dict(q) for q in queries]
     return _validated(CompensateBatchRequest, {"queries": items})
+
+
+def _publish_body(events: Iterable[Mapping[str, Any]]) -> Json:
+    return _validated(PublishRequest, {"events": [dict(e) for e in events]})
 
 
 class _Base:
@@ -139,6 +150,11 @@ class MemoryClient(_Base):
     def health(self) -> Json:
         return dict(_answer(self._http.get("/healthz/")))
 
+    def publish(self, events: Iterable[Mapping[str, Any]]) -> int:
+        """Publish interaction/feedback events through the worker (``POST /events/``, write scope); the tenant
+        may be left out (it is the credential's). Returns the count once the broker has them all."""
+        return int(self._post("/events/", _publish_body(events))["accepted"])
+
     def updates(
         self,
         *,
@@ -222,6 +238,10 @@ class AsyncMemoryClient(_Base):
 
     async def health(self) -> Json:
         return dict(_answer(await self._http.get("/healthz/")))
+
+    async def publish(self, events: Iterable[Mapping[str, Any]]) -> int:
+        """See ``MemoryClient.publish``."""
+        return int((await self._post("/events/", _publish_body(events)))["accepted"])
 
     async def updates(
         self,

@@ -26,6 +26,7 @@ BODIES = {
     "/get/": {"event_ids": ["a-1"]},
     "/forget/": {"user_id": "u1"},
     "/compensate/": {"user_id": "u1", "model_version": "v1", "y_base": 0.5, "features": {"text": "x"}},
+    "/events/": {"events": [{"event_id": "e9", "user_id": "u1", "session_id": "s", "ts": 1.0, "text": "hi"}]},
 }
 
 
@@ -78,7 +79,9 @@ async def test_the_worker_answers_503_until_it_has_read_its_keys(tmp_path):
 async def test_another_tenant_named_in_the_body_is_a_403(stored, path):
     app = create_app(stored, stages=("web",))
     token, _ = add_key(app, "a")
-    status, body, _ = await _call(app, "POST", path, {**BODIES[path], "tenant_id": "b"}, bearer(token))
+    asked = {"events": [{**BODIES[path]["events"][0], "tenant_id": "b"}]} if path == "/events/" else BODIES[path]
+    asked = asked if path == "/events/" else {**asked, "tenant_id": "b"}
+    status, body, _ = await _call(app, "POST", path, asked, bearer(token))
     assert status == 403 and "tenant" in body["error"], body
     if path == "/get/":
         status, body, _ = await _call(app, "POST", path, {"event_ids": ["b-1"]}, bearer(token))
@@ -186,3 +189,16 @@ async def test_the_operators_admin_key_acts_on_the_tenant_it_names(stored):
     status, body, _ = await _call(app, "POST", "/get/", {"tenant_id": "b", "event_ids": ["b-1"]}, operator)
     assert status == 200 and [e["event_id"] for e in body["events"]] == ["b-1"]
     assert (await _call(app, "POST", "/get/", {"tenant_id": "b", "event_ids": ["b-1"]}, bearer("s3cret")))[0] == 401
+
+
+async def test_publishing_needs_the_write_scope_and_valid_events_for_the_keys_user(tmp_path):
+    app = create_app(_settings(tmp_path), stages=("web",))
+    reader, _ = add_key(app, "a", [Scope.READ])
+    writer, _ = add_key(app, "a", [Scope.WRITE], user="u1")
+    event = BODIES["/events/"]["events"][0]
+    status, body, _ = await _call(app, "POST", "/events/", BODIES["/events/"], bearer(reader))
+    assert status == 403 and "'write' scope" in body["error"]
+    status, body, _ = await _call(app, "POST", "/events/", {"events": [{**event, "user_id": "u2"}]}, bearer(writer))
+    assert status == 403 and "user" in body["error"]
+    status, body, _ = await _call(app, "POST", "/events/", {"events": [event, {**event, "ts": "x"}]}, bearer(writer))
+    assert status == 400 and body["error"].startswith("event 1: ")  # nothing sent: the batch is checked first
