@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from memstream.agents.store.base import StoreConfig
@@ -155,6 +155,14 @@ class HttpSettings(BaseModel):
         "'1000/minute'); over it: 429 with Retry-After",
     )
     updates_keepalive_s: float = Field(15.0, gt=0, description="A comment line on idle /updates/ streams this often")
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _parsable(cls, value: str) -> str:
+        from limits import parse
+
+        parse(value)  # raises ValueError with the reason
+        return value
 
 
 class Settings(BaseSettings):
