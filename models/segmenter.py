@@ -226,6 +226,9 @@ class Segmenter:
         # at a flush, a surprise leaves min_len events after it too (the look-ahead there is too short to trust)
         eligible = d + min(cfg.min_len, cfg.ahead) <= state.seen
         surprising = length >= cfg.min_len and outlier and eligible
+        if surprising and multiscale:  # a peak: no higher score among the min_len events before it
+            recent = np.asarray(state.scores[max(d - cfg.min_len, state.base) - state.base : d - state.base])
+            surprising = not bool((recent[~np.isnan(recent)] >= score).any())
         if scored:
             state.history.append(score)
             del state.history[: -cfg.window]

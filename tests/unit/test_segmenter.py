@@ -300,8 +300,8 @@ def _synthetic_errors(length: int) -> tuple[int, int, int]:
 
 
 @pytest.mark.xfail(
-    reason="not met yet: 5-event topics lose ~1 boundary in 6 (boundary scores fill the z-scores' history); "
-    "40-event topics get a second cut 2 events after a true one (the larger scales' look-back still spans it)",
+    reason="not met yet (2026-12-04): 5-event topics lose 9 of 55 boundaries (the scales longer than the topic, "
+    "averaged in, dilute the short scales' evidence); 40-event topics get 2 extra cuts in 20 (noise peaks)",
     strict=False,
 )
 @pytest.mark.parametrize("length", [5, 40])
@@ -315,6 +315,15 @@ def test_one_default_config_finds_short_and_long_topics(length: int, most_missed
     """What holds today (see the xfail above): no 40-event boundary missed, few 5-event extras."""
     total, missed, extra = _synthetic_errors(length)
     assert missed <= most_missed * total and extra <= most_extra * total, (total, missed, extra)
+
+
+def test_no_second_cut_just_after_a_boundary() -> None:
+    """A boundary is a peak of the score: the events just after a topic shift, whose larger scales' look-back
+    still spans it, score high too but open no episode of their own."""
+    for seed in range(5):
+        x, gold = topic_stream([40] * 5, seed=20 + seed)
+        found = starts(run(Segmenter(), x))
+        assert not [f for f in found for g in gold if 0 < f - g <= 4], (seed, found)
 
 
 def test_a_long_pause_opens_an_episode() -> None:
