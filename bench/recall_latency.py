@@ -5,11 +5,13 @@ drift around a theme, episodes around a topic, events around their episode's top
 two-stage ``recall()`` end to end, stage 1 alone, event-level search and the default hybrid event recall
 (``recall_events``: dense + lexical prefetches fused in the store, budget 20; texts are Zipf-distributed
 words of the episode's own vocabulary); the query embedding on its own; the upsert rate; reopen time;
-and how long the event loop was ever stalled while all of that ran. JSON on stdout (or ``--out``),
-progress on stderr.
+and how long the event loop was ever stalled while all of that ran. With ``--http N``, N HTTP recalls to
+workers serving the store, with auth off and with an API key side by side (``auth`` in the JSON, see
+``_http_phase``). JSON on stdout (or ``--out``), progress on stderr.
 
     python -m bench.recall_latency                 # 100k events, ~1 minute on 2 cores
     python -m bench.recall_latency --events 20000  # quicker
+    python -m bench.recall_latency --http 500      # also POST /recall/, auth off and with an API key
 """
 
 from __future__ import annotations
@@ -127,34 +129,92 @@ def _embedding_latency(n: int) -> dict[str, float]:
     return _stats(seconds)
 
 
-def _http_phase(path: Path, corpus: Corpus, n: int, seed: int) -> dict[str, object]:
+def _wait_healthy(url: str, deployment, timeout: float = 120.0) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/healthz/", timeout=2).read()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the worker did not serve /healthz/ within {timeout:.0f} s:\n" + deployment.logs()
+                ) from None
+            time.sleep(0.5)
+
+
+def _wait_keys(url: str, header: dict[str, str], deployment, timeout: float = 60.0) -> None:
+    import urllib.error
+    import urllib.request
+
+    body = orjson.dumps({"event_ids": ["none"]})
+    deadline = time.monotonic() + timeout
+    while True:
+        request = urllib.request.Request(
+            f"{url}/get/", data=body, headers={"Content-Type": "application/json", **header}
+        )
+        try:
+            urllib.request.urlopen(request, timeout=10).read()
+            return
+        except urllib.error.HTTPError as exc:
+            if exc.code not in (401, 503) or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the keys worker did not accept its key ({exc.code}):\n" + deployment.logs()
+                ) from None
+            time.sleep(0.2)
+
+
+def _http_phase(path: Path, corpus: Corpus, n: int, seed: int, auth: bool = True) -> dict[str, object]:
     """``POST /recall/`` (event mode, budget 20) to a worker serving the filled store: query embedding,
-    hybrid search, JSON and HTTP included. Needs a broker (MEMSTREAM_KAFKA__BOOTSTRAP) for the worker."""
+    hybrid search, JSON and HTTP included. Needs a broker (MEMSTREAM_KAFKA__BOOTSTRAP) for the worker.
+
+    With ``auth``, two web workers serve identical copies of the store side by side, one with
+    ``MEMSTREAM_AUTH__MODE=none`` and one with ``keys`` (a read key per tenant on its access topic, sent as
+    ``Authorization: Bearer``), and each query goes to both, in random order, so that both
+    modes are timed under the same load; the result has both and the difference (``auth``). Both workers
+    run the same rate limiter (set high enough never to refuse), so the difference is the credential's check.
+    Without ``auth``: one worker, auth off."""
     import urllib.request
 
     from memstream.agents.settings import get_settings
     from memstream.deploy.workers import Deployment
 
-    rng = np.random.default_rng(seed + 2)
+    bootstrap = get_settings().kafka.bootstrap
+    rng, order = np.random.default_rng(seed + 2), np.random.default_rng(seed + 3)
+    modes = ("none", "keys") if auth else ("none",)
     with tempfile.TemporaryDirectory(prefix="memstream-bench-http-") as tmp:
-        deployment = Deployment(get_settings().kafka.bootstrap, Path(tmp), partitions=1)
-        asyncio.run(deployment.create_topics())
+        deployments = {mode: Deployment(bootstrap, Path(tmp) / mode, partitions=1) for mode in modes}
+        urls: dict[str, str] = {}
+        headers: dict[str, dict[str, str]] = {mode: {} for mode in modes}
+        stores = {mode: path for mode in modes}
+        if auth:  # its own copy, made before any worker opens the store: one process per store directory
+            stores["keys"] = Path(tmp) / "edge-keys"
+            shutil.copytree(path, stores["keys"])
         try:
-            deployment.start_worker("web", stages="web", MEMSTREAM_STORE__PATH=str(path))
-            url = f"http://127.0.0.1:{deployment.ports['web']}"
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    urllib.request.urlopen(f"{url}/healthz/", timeout=2).read()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(
-                            "the worker did not serve /healthz/ within 120 s:\n" + deployment.logs()
-                        ) from None
-                    time.sleep(0.5)
-            seconds, returned = [], 0
-            for q in range(n + 20):  # the first 20 warm the worker up (model load, caches)
+            for mode, deployment in deployments.items():
+                asyncio.run(deployment.create_topics())
+                if mode == "keys":
+                    tenants = sorted({e.tenant_id for e in corpus.events})
+                    keys = {t: asyncio.run(deployment.create_key(t, ["read"])) for t in tenants}
+                    headers["keys"] = {t: {"Authorization": f"Bearer {k}"} for t, k in keys.items()}
+                deployment.start_worker(
+                    "web",
+                    stages="web",
+                    MEMSTREAM_STORE__PATH=str(stores[mode]),
+                    MEMSTREAM_AUTH__MODE=mode,
+                    MEMSTREAM_HTTP__RATE_LIMIT="1000000/second",
+                )
+                urls[mode] = f"http://127.0.0.1:{deployment.ports['web']}"
+            for mode, deployment in deployments.items():
+                _wait_healthy(urls[mode], deployment)
+            if auth:  # a keys worker answers 503 until it has read its access topic
+                _wait_keys(urls["keys"], next(iter(headers["keys"].values())), deployments["keys"])
+
+            seconds: dict[str, list[float]] = {mode: [] for mode in modes}
+            returned = dict.fromkeys(modes, 0)
+            for q in range(n + 20):  # the first 20 warm the workers up (model load, caches, the keys' load)
                 event = corpus.events[int(rng.integers(len(corpus.events)))]
                 body = orjson.dumps(
                     {
@@ -164,18 +224,36 @@ def _http_phase(path: Path, corpus: Corpus, n: int, seed: int) -> dict[str, obje
                         "budget": 20,
                     }
                 )
-                request = urllib.request.Request(
-                    f"{url}/recall/", data=body, headers={"Content-Type": "application/json"}
-                )
-                t0 = time.perf_counter()
-                answer = orjson.loads(urllib.request.urlopen(request, timeout=30).read())
-                if q >= 20:
-                    seconds.append(time.perf_counter() - t0)
-                    returned += len(answer["events"])
-            return _stats(seconds) | {"mean_events_returned": round(returned / n, 2)}
+                for mode in modes if order.random() < 0.5 else modes[::-1]:  # which goes first: at random
+                    extra = headers[mode].get(event.tenant_id, {})
+                    request = urllib.request.Request(
+                        f"{urls[mode]}/recall/", data=body, headers={"Content-Type": "application/json", **extra}
+                    )
+                    t0 = time.perf_counter()
+                    answer = orjson.loads(urllib.request.urlopen(request, timeout=30).read())
+                    if q >= 20:
+                        seconds[mode].append(time.perf_counter() - t0)
+                        returned[mode] += len(answer["events"])
+            stats = {
+                mode: _stats(seconds[mode]) | {"mean_events_returned": round(returned[mode] / n, 2)} for mode in modes
+            }
+            if not auth:
+                return {"none": stats["none"]}
+            diff = (np.asarray(seconds["keys"]) - np.asarray(seconds["none"])) * 1e3
+            return stats | {
+                "p50_overhead_ms": round(stats["keys"]["p50_ms"] - stats["none"]["p50_ms"], 3),
+                "p95_overhead_ms": round(stats["keys"]["p95_ms"] - stats["none"]["p95_ms"], 3),
+                "paired_diff_ms": {  # keys minus none, the same query, back to back
+                    "p50": round(float(np.percentile(diff, 50)), 3),
+                    "mean": round(float(diff.mean()), 3),
+                },
+                "method": "two web workers (auth none / keys) on copies of the store; each query to both, "
+                "in random order; keys: one read key per tenant, Authorization: Bearer",
+            }
         finally:
-            deployment.stop_workers()
-            asyncio.run(deployment.delete_topics())
+            for deployment in deployments.values():
+                deployment.stop_workers()
+                asyncio.run(deployment.delete_topics())
 
 
 def _stats(seconds: list[float]) -> dict[str, float]:
@@ -314,6 +392,11 @@ def main(
     http: int = typer.Option(
         0, help="Also time this many POST /recall/ to a worker serving the store (needs a broker)."
     ),
+    http_auth: bool = typer.Option(
+        True,
+        help="With --http: time each request with auth off and with an API key (two workers side by side; "
+        "JSON 'auth': none, keys, p95_overhead_ms).",
+    ),
 ) -> None:
     """Benchmark recall on the embedded store; JSON report."""
     load_before = round(os.getloadavg()[0], 2)  # other processes' load inflates every wall-clock figure
@@ -330,8 +413,12 @@ def main(
     try:
         measured = asyncio.run(run(path, corpus, queries, k_s, k_c, dim, batch, seed))
         if http:
-            err.print(f"{http} recall requests over HTTP to a worker serving the store …")
-            measured["http_recall_events_budget20"] = _http_phase(path, corpus, http, seed)
+            which = "workers with auth none and keys" if http_auth else "a worker"
+            err.print(f"{http} recall requests over HTTP to {which} serving the store …")
+            timed = _http_phase(path, corpus, http, seed, auth=http_auth)
+            measured["http_recall_events_budget20"] = timed.pop("none")  # auth off, as before
+            if http_auth:
+                measured["auth"] = {"none": measured["http_recall_events_budget20"], **timed}
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
