@@ -79,8 +79,10 @@ class Guard:
         return self.keyring.authenticate(token)
 
     def limit(self, request: web.Request, principal: Principal | None) -> None:
-        """429 once the caller (its credential, or its address when auth is off) is over the rate limit."""
-        who = principal.credential_id if principal else f"addr:{request.remote}"
+        """429 once the caller's credential is over the rate limit (no limit with auth off: no credential)."""
+        if principal is None:
+            return
+        who = principal.credential_id
         if not self._limiter.hit(self._limit, who):
             reset = self._limiter.get_window_stats(self._limit, who).reset_time
             retry = max(1, math.ceil(reset - time.time()))
