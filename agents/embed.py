@@ -53,6 +53,10 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
                     records.append(decode_interaction(event.value, max_text_chars=max_chars))
                 except InvalidRecord as exc:
                     await reject(topics, event, exc.reason, STAGE, metrics)
+            forgotten = await runtime.forgotten()
+            kept = [r for r in records if not forgotten.covers(r.tenant_id, r.user_id, r.ts)]
+            metrics.forgotten(STAGE, len(records) - len(kept))
+            records = kept
             if not records:
                 continue
             chunks = runtime.embed_chunks([r.text for r in records], stage.chunk)

@@ -241,6 +241,10 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
                     decoded.append((event, decode_feedback(event.value, max_text_chars=max_chars)))
                 except InvalidRecord as exc:
                     await reject(topics, event, exc.reason, STAGE, metrics)
+            forgotten = await runtime.forgotten()
+            kept = [(e, r) for e, r in decoded if not forgotten.covers(r.tenant_id, r.user_id, r.ts)]
+            metrics.forgotten(STAGE, len(decoded) - len(kept))
+            decoded = kept
             if not decoded:
                 continue
             keys = await writer.memory_service.keys(

@@ -36,6 +36,11 @@ def _episode_point(record: EpisodeRecord, centroid: np.ndarray) -> EpisodePoint:
     )
 
 
+def _dated(record: InteractionEvent | EpisodeRecord) -> float:
+    """When a record happened, for forgetting: an event's ts, an episode's first event's."""
+    return record.ts if isinstance(record, InteractionEvent) else record.start_ts
+
+
 def _event_update(record: InteractionEvent) -> MemoryUpdate:
     return MemoryUpdate.make(
         UpdateKind.EVENT_INDEXED,
@@ -79,6 +84,10 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
                     decoded.append(decode_frame(event.value))
                 except InvalidRecord as exc:
                     await reject(topics, event, exc.reason, STAGE, metrics)
+            forgotten = await runtime.forgotten()
+            kept = [(r, v) for r, v in decoded if not forgotten.covers(r.tenant_id, r.user_id, _dated(r))]
+            metrics.forgotten(STAGE, len(decoded) - len(kept))
+            decoded = kept
             event_points = [EventPoint.from_event(r, v) for r, v in decoded if isinstance(r, InteractionEvent)]
             episode_points = [
                 _episode_point(r, v) for r, v in decoded if isinstance(r, EpisodeRecord) and r.kind == "sealed"

@@ -49,6 +49,12 @@ class Metrics:
         self.dead_letters = Counter(
             "memstream_dead_letters", "Records a stage sent to dead-letters", ["stage"], registry=r
         )
+        self.forgotten_dropped = Counter(
+            "memstream_forgotten_dropped",
+            "Records of a forgotten user (dated before the forget) a stage dropped",
+            ["stage"],
+            registry=r,
+        )
         self.batch_size = Histogram(
             "memstream_batch_size", "Records per batch a stage processed", ["stage"], buckets=_SIZE_BUCKETS, registry=r
         )
@@ -95,6 +101,10 @@ class Metrics:
 
     def dead_letter(self, stage: str) -> None:
         self.dead_letters.labels(stage).inc()
+
+    def forgotten(self, stage: str, n: int) -> None:
+        if n:
+            self.forgotten_dropped.labels(stage).inc(n)
 
     def batch(self, stage: str, size: int) -> None:
         self.batch_size.labels(stage).observe(size)

@@ -20,6 +20,7 @@ from memstream.agents.store import make_store
 
 if TYPE_CHECKING:
     from memstream.agents.auth import Guard
+    from memstream.agents.forgotten import ForgottenUsers
     from memstream.agents.store import MemoryStore
     from memstream.models.embedder import Embedder
     from memstream.models.language_model import LanguageModel
@@ -111,6 +112,24 @@ class Runtime:
         self.language_model = LazyLanguageModel(settings)
         self._lm_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memstream-lm")
         self._guard: Guard | None = None
+        self._forgotten: ForgottenUsers | None = None
+        self._forgotten_task: asyncio.Task[None] | None = None
+
+    async def forgotten(self) -> ForgottenUsers:
+        """The deployment's forgotten users, followed from the ``forgotten`` topic (started on first use; waits
+        until the topic has been read to its end, so no stage applies a record of a forgotten user first)."""
+        if self._forgotten is None:
+            from memstream.agents.control_topic import follow_control_topic
+            from memstream.agents.forgotten import ForgottenUsers
+
+            users = self._forgotten = ForgottenUsers()
+            kafka = self.settings.kafka
+            self._forgotten_task = asyncio.create_task(
+                follow_control_topic(kafka, kafka.topics.forgotten, users.apply, users.ready.set),
+                name="memstream-forgotten",
+            )
+        await self._forgotten.ready.wait()
+        return self._forgotten
 
     @property
     def guard(self) -> Guard:

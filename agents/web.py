@@ -21,6 +21,7 @@ from memstream.streams.access import Scope
 from memstream.streams.api import ForgetRequest, GetRequest, RecallRequest
 from memstream.streams.codec import encode
 from memstream.streams.contracts import MemoryUpdate, UpdateKind
+from memstream.streams.forgetting import ForgetRecord, record_forget
 
 
 def register(app: faust.App, topics, runtime: Runtime) -> None:
@@ -92,10 +93,13 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
             who = caller.target(Scope.FORGET, body.tenant_id, body.user_id)
             if who.user_id is None:
                 raise BadRequest("invalid ForgetRequest: user_id: required (the credential names no user)")
+            now = time.time()
+            forget = ForgetRecord(tenant_id=who.tenant_id, user_id=who.user_id, forgotten_at=now)
+            await record_forget(runtime.settings.kafka, forget)  # durable first: a replay cannot bring it back
+            (await runtime.forgotten()).apply_record(forget)  # this worker's stages drop the user's past at once
             with metrics.store_timer("forget"):
                 removed = await (await runtime.store()).forget(who.tenant_id, who.user_id)
             compensate.service(runtime).forget_tenant(who.tenant_id)  # the sketch cannot forget one user
-            now = time.time()
             update = MemoryUpdate.make(
                 UpdateKind.FORGOTTEN,
                 who.tenant_id,

@@ -18,13 +18,10 @@ import time
 from collections.abc import Iterable
 from enum import StrEnum
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 from pydantic import BaseModel, ConfigDict, Field
 
-from memstream.streams.admin import admin_client
 from memstream.streams.contracts import Ident
+from memstream.streams.control import ensure_control_topic, publish_control, read_control
 from memstream.streams.settings import KafkaSettings
 
 __all__ = [
@@ -108,33 +105,12 @@ def parse_key(token: str) -> tuple[str, str] | None:
 
 async def ensure_access_topic(kafka: KafkaSettings) -> bool:
     """Create the compacted, single-partition ``access`` topic if missing; True if it was created."""
-    name = kafka.topics.access
-    async with admin_client(kafka) as admin:
-        if name in set(await admin.list_topics()):
-            return False
-        topic = NewTopic(
-            name=name,
-            num_partitions=1,
-            replication_factor=kafka.replication_factor,
-            topic_configs={"cleanup.policy": "compact"},
-        )
-        try:
-            await admin.create_topics([topic])
-        except TopicAlreadyExistsError:
-            return False
-        return True
+    return await ensure_control_topic(kafka, kafka.topics.access)
 
 
 async def publish_key(kafka: KafkaSettings, record: AccessKey) -> None:
     """Write a key's record (new or revoked) to the ``access`` topic and wait for the broker's ack."""
-    producer = AIOKafkaProducer(**kafka.client_kwargs(), acks="all", enable_idempotence=True)
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            kafka.topics.access, key=record.key_id.encode(), value=record.model_dump_json().encode(), partition=0
-        )
-    finally:
-        await producer.stop()
+    await publish_control(kafka, kafka.topics.access, record.key_id, record.model_dump_json().encode())
 
 
 def decode_key(value: bytes | None) -> AccessKey | None:
@@ -144,25 +120,5 @@ def decode_key(value: bytes | None) -> AccessKey | None:
 
 async def read_keys(kafka: KafkaSettings, timeout_s: float = 30.0) -> dict[str, AccessKey]:
     """Every key's latest record on the ``access`` topic, read to its current end."""
-    consumer = AIOKafkaConsumer(**kafka.client_kwargs(), group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    keys: dict[str, AccessKey] = {}
-    try:
-        tp = TopicPartition(kafka.topics.access, 0)
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
-        deadline = time.monotonic() + timeout_s
-        while await consumer.position(tp) < end:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {tp.topic} took over {timeout_s} s")
-            batch = await consumer.getmany(tp, timeout_ms=500)
-            for message in batch.get(tp, []):
-                record = decode_key(message.value)
-                if record is None:
-                    keys.pop(message.key.decode(), None)
-                else:
-                    keys[record.key_id] = record
-    finally:
-        await consumer.stop()
-    return keys
+    records = await read_control(kafka, kafka.topics.access, timeout_s)
+    return {key_id: AccessKey.model_validate_json(value) for key_id, value in records.items()}

@@ -11,14 +11,16 @@ FEEDBACK = "feedback"
 MEMORY_UPDATES = "memory-updates"
 DEAD_LETTERS = "dead-letters"
 ACCESS = "access"
+FORGOTTEN = "forgotten"
 
 ALL = (INTERACTIONS, EMBEDDED, EPISODES, FEEDBACK, MEMORY_UPDATES, DEAD_LETTERS)
 """Every topic memstream declares. Keys: `tenant/session` on the interaction path, `tenant/user` on
 feedback, `tenant/session` (or `tenant/user`) on memory-updates, the source key on dead-letters."""
 
-CONTROL = (ACCESS,)
-"""Control topics: compacted, one partition, keyed by record id (``access``: the worker's API keys, by key
-id; see ``streams/access.py``). Created by their own writers, not with the data topics."""
+CONTROL = (ACCESS, FORGOTTEN)
+"""Control topics (``streams/control.py``): compacted, one partition, keyed by record id. ``access``: the API
+keys, by key id (``streams/access.py``); ``forgotten``: the forgotten users, by ``tenant/user``
+(``streams/forgetting.py``). Created by their own writers and readers, not with the data topics."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,10 @@ class TopicNames:
     @property
     def access(self) -> str:
         return self.name(ACCESS)
+
+    @property
+    def forgotten(self) -> str:
+        return self.name(FORGOTTEN)
 
     def all(self) -> list[str]:
         return [self.name(base) for base in ALL]

@@ -8,16 +8,13 @@ worker has read to the end offset it found at start, it is not ``ready`` and the
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
-
 from memstream.agents.auth.errors import NotAuthenticated
 from memstream.agents.auth.principal import Principal
-from memstream.streams.access import AccessKey, decode_key, ensure_access_topic, parse_key
+from memstream.agents.control_topic import follow_control_topic
+from memstream.streams.access import AccessKey, decode_key, parse_key
 from memstream.streams.settings import KafkaSettings
 
 __all__ = ["KeyRing", "follow_access_topic"]
@@ -56,30 +53,18 @@ class KeyRing:
         return Principal(record.tenant_id, record.user_id, frozenset(record.scopes), f"key:{record.key_id}")
 
 
-async def follow_access_topic(keyring: KeyRing, kafka: KafkaSettings, poll_s: float = 0.5) -> None:
-    """Feed ``keyring`` from the ``access`` topic forever (creating the topic if this worker may)."""
-    try:
-        await ensure_access_topic(kafka)
-    except KafkaError as exc:  # e.g. no CREATE permission: the keys CLI creates it
-        log.info("not creating the access topic (%s); reading it", exc)
-    tp = TopicPartition(kafka.topics.access, 0)
-    consumer = AIOKafkaConsumer(**kafka.client_kwargs(), group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
-        while True:
-            batch = await consumer.getmany(tp, timeout_ms=int(poll_s * 1000))
-            for message in batch.get(tp, []):
-                try:
-                    keyring.apply(message.key.decode(), decode_key(message.value))
-                except ValueError as exc:  # fail closed: a record this worker cannot read disables that key
-                    keyring.apply(message.key.decode(), None)
-                    log.error("unreadable record at %s offset %d of the access topic: %s", tp, message.offset, exc)
-            if not keyring.ready and await consumer.position(tp) >= end:
-                keyring.ready = True
-                log.info("API keys loaded: %d keys from %s", len(keyring), tp.topic)
-            await asyncio.sleep(0)
-    finally:
-        await consumer.stop()
+async def follow_access_topic(keyring: KeyRing, kafka: KafkaSettings) -> None:
+    """Feed ``keyring`` from the ``access`` topic forever."""
+
+    def apply(key_id: str, value: bytes | None) -> None:
+        try:
+            keyring.apply(key_id, decode_key(value))
+        except ValueError:  # fail closed: a record this worker cannot read disables that key
+            keyring.apply(key_id, None)
+            raise
+
+    def ready() -> None:
+        keyring.ready = True
+        log.info("API keys loaded: %d keys from %s", len(keyring), kafka.topics.access)
+
+    await follow_control_topic(kafka, kafka.topics.access, apply, ready)
