@@ -202,3 +202,16 @@ async def test_publishing_needs_the_write_scope_and_valid_events_for_the_keys_us
     assert status == 403 and "user" in body["error"]
     status, body, _ = await _call(app, "POST", "/events/", {"events": [event, {**event, "ts": "x"}]}, bearer(writer))
     assert status == 400 and body["error"].startswith("event 1: ")  # nothing sent: the batch is checked first
+
+
+@pytest.mark.parametrize(
+    ("host", "warned"), [("0.0.0.0", True), ("10.1.2.3", True), ("127.0.0.1", False), ("::1", False)]
+)
+def test_auth_off_beyond_loopback_is_logged_as_a_warning(tmp_path, caplog, host, warned):
+    from memstream.agents.auth import Guard
+
+    settings = _settings(tmp_path).model_copy(deep=True)
+    settings.worker.web_host, settings.auth.mode = host, "none"
+    with caplog.at_level("WARNING"):
+        Guard(settings)
+    assert ("MEMSTREAM_AUTH__MODE=none" in caplog.text) is warned
