@@ -51,7 +51,7 @@ from memstream.models.error_policy import (
     VersionState,
 )
 from memstream.streams.codec import InvalidRecord, decode_feedback, encode
-from memstream.streams.contracts import FeedbackEvent, MemoryUpdate
+from memstream.streams.contracts import FeedbackEvent, MemoryUpdate, UpdateKind
 
 STAGE = "errors"
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ class FeedbackWriter:
                     await self.announce(
                         tenant.encode(),
                         MemoryUpdate.make(
-                            "errors_evicted",
+                            UpdateKind.ERRORS_EVICTED,
                             tenant,
                             [reason, tag],
                             state["watermark"] or 0.0,
@@ -150,7 +150,11 @@ class FeedbackWriter:
         await self.announce(
             tenant.encode(),
             MemoryUpdate.make(
-                "errors_reset", tenant, [version], decision.ts, payload={"model_version": version, "removed": removed}
+                UpdateKind.ERRORS_RESET,
+                tenant,
+                [version],
+                decision.ts,
+                payload={"model_version": version, "removed": removed},
             ),
         )
 
@@ -176,7 +180,7 @@ class FeedbackWriter:
             await self.announce(
                 record.key,
                 MemoryUpdate.make(
-                    "error_stored",
+                    UpdateKind.ERROR_STORED,
                     tenant,
                     [sample.sample_id],
                     sample.ts,
