@@ -12,7 +12,8 @@ SETTINGS = {"allow_extra_args": True, "ignore_unknown_options": True, "help_opti
 
 
 def bench_embed(ctx: typer.Context) -> None:
-    """Benchmark the ONNX embedder (fp32, int8) against sentence-transformers (options: --help)."""
+    """Benchmark the ONNX embedder (fp32, int8) against sentence-transformers, engines interleaved, with the
+    machine's load beside each figure (options: --help)."""
     command = typer.Typer(add_completion=False)
     command.command()(bench_module("embed").bench_embed)
     command(args=ctx.args, prog_name="memstream bench embed")
