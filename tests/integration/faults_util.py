@@ -179,6 +179,54 @@ async def group_assignment(kafka: KafkaSettings, group: str) -> list[dict[str, s
     return members
 
 
+async def where_missing(kafka: KafkaSettings, event_ids: Iterable[str], groups: Iterable[str]) -> str:
+    """Where events the test never saw indexed got to, for a failure message: on each topic of the
+    interaction path, the partition and offset of each one's first copy (None: it never got there), on
+    `memory-updates` those of its `event_indexed` update (read again from the beginning: the test's own
+    reader may have missed it), and each consumer group's committed offsets."""
+    wanted = sorted(set(event_ids))
+    t = kafka.topics
+    lines = []
+    for topic in (t.interactions, t.embedded, t.episodes, t.memory_updates):
+        needle = (
+            (lambda i: f'"ids":["{i}"]'.encode())
+            if topic == t.memory_updates
+            else (lambda i: f'"event_id":"{i}"'.encode())
+        )
+        kind = b'"event_indexed"' if topic == t.memory_updates else b""
+        found: dict[str, tuple[int, int]] = {}
+        consumer = AIOKafkaConsumer(
+            **kafka.client_kwargs(), group_id=None, enable_auto_commit=False, isolation_level="read_committed"
+        )
+        await consumer.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in range(kafka.partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            for _ in range(200):
+                positions = [await consumer.position(tp) for tp in tps]
+                if all(at >= ends[tp] for at, tp in zip(positions, tps)):
+                    break
+                batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+                for tp, records in batch.items():
+                    for m in records:
+                        if m.value and kind in m.value:
+                            for i in wanted:
+                                if i not in found and needle(i) in m.value:
+                                    found[i] = (tp.partition, m.offset)
+        finally:
+            await consumer.stop()
+        ends_by_partition = dict(sorted((tp.partition, o) for tp, o in ends.items()))
+        lines.append(f"{topic}: {[(i, found.get(i)) for i in wanted]} (ends {ends_by_partition})")
+    for group in groups:
+        for topic in (t.interactions, t.embedded, t.episodes):
+            offsets = await committed_offsets(kafka, group, topic)
+            if offsets:
+                lines.append(f"group {group} committed on {topic}: {dict(sorted(offsets.items()))}")
+    return "\n".join(lines)
+
+
 # -- the reference -----------------------------------------------------------------------------------------
 
 
