@@ -52,12 +52,16 @@ def _event_update(record: InteractionEvent) -> MemoryUpdate:
     )
 
 
-def _episode_update(record: EpisodeRecord) -> MemoryUpdate:
+def episode_update(record: EpisodeRecord) -> MemoryUpdate:
+    """The announcement of an episode change. A sealed episode's update id covers its members: an episode
+    sealed again with other members (a divergent replay) is a different update, never mistaken for a
+    repeat of the first."""
     return MemoryUpdate.make(
         EPISODE_UPDATES[record.kind],
         record.tenant_id,
         [f"{record.session_id}#{record.episode_index}"],
         record.end_ts,
+        salt="|".join(record.event_ids) if record.kind == "sealed" else "",
         user_id=record.user_id,
         session_id=record.session_id,
         payload={
@@ -107,6 +111,6 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
             if event_points or episode_points:
                 await until_done(write, f"writing {len(event_points)} events, {len(episode_points)} episodes")
             for record, _ in decoded:
-                update = _event_update(record) if isinstance(record, InteractionEvent) else _episode_update(record)
+                update = _event_update(record) if isinstance(record, InteractionEvent) else episode_update(record)
                 await topics.memory_updates.send(key=record.key, value=encode(update))
             metrics.sent(STAGE, len(decoded))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,12 +148,46 @@ class UpdateLog:
         return {u.ids[0] for u in self.all if u.kind == kind}
 
     def sealed(self) -> dict[tuple[str, str, int], list[str]]:
-        """(tenant, session, episode index) -> member event ids, from `episode_sealed` updates."""
-        return {
-            (u.tenant_id, u.session_id, u.payload["episode_index"]): list(u.payload["event_ids"])
-            for u in self.all
-            if u.kind == UpdateKind.EPISODE_SEALED
-        }
+        """(tenant, session, episode index) -> member event ids, from `episode_sealed` updates: the first
+        announcement of each (what the README tells subscribers to keep; `duplicates` shows any other)."""
+        sealed: dict[tuple[str, str, int], list[str]] = {}
+        for u in self.all:
+            if u.kind == UpdateKind.EPISODE_SEALED:
+                sealed.setdefault((u.tenant_id, u.session_id, u.payload["episode_index"]), list(u.payload["event_ids"]))
+        return sealed
+
+    def duplicates(self) -> tuple[Counter[str], list[tuple[MemoryUpdate, MemoryUpdate]]]:
+        """Every announcement after the first about the same thing (kind, tenant, announced ids: an event,
+        an episode), classified: identical replays (every field equal, the update id too; counted by kind)
+        and divergent ones (e.g. an episode sealed again with other members, which its update id covers),
+        as (first, later) pairs."""
+        first: dict[tuple[str, str, tuple[str, ...]], MemoryUpdate] = {}
+        identical: Counter[str] = Counter()
+        divergent: list[tuple[MemoryUpdate, MemoryUpdate]] = []
+        for u in self.all:
+            seen = first.setdefault((str(u.kind), u.tenant_id, tuple(u.ids)), u)
+            if seen is u:
+                continue
+            if u == seen:
+                identical[str(u.kind)] += 1
+            else:
+                divergent.append((seen, u))
+        return identical, divergent
+
+    def duplicate_problems(self) -> list[str]:
+        """Divergent announcements as failure lines (none: []); prints the identical replays' count."""
+        identical, divergent = self.duplicates()
+        print(
+            f"{len(self.all)} announcements, {len(self.first_seen)} distinct; identical replays "
+            f"{sum(identical.values())} {dict(identical)}; divergent {len(divergent)}"
+        )
+        if not divergent:
+            return []
+        a, b = divergent[0]
+        return [
+            f"{len(divergent)} announcements differ from the first about the same thing, e.g. {a.kind} {a.ids}: "
+            f"first {a.model_dump()}, later {b.model_dump()}"
+        ]
 
 
 async def committed_offsets(kafka: KafkaSettings, group: str, topic: str) -> dict[int, int]:
@@ -251,8 +285,8 @@ def reference(frames: list[bytes], config: SegmentationConfig) -> Reference:
     ref = Reference()
     seen: set[tuple[str, str]] = set()
 
-    def announce(kind: UpdateKind, tenant: str, ids: list[str]) -> None:
-        ref.update_ids.add(MemoryUpdate.make(kind, tenant, ids, 0.0).update_id)  # ts does not enter the id
+    def announce(kind: UpdateKind, tenant: str, ids: list[str], salt: str = "") -> None:
+        ref.update_ids.add(MemoryUpdate.make(kind, tenant, ids, 0.0, salt=salt).update_id)  # ts is not in the id
 
     for frame in frames:
         record, vector = decode_with_vector(frame, InteractionEvent)
@@ -269,7 +303,10 @@ def reference(frames: list[bytes], config: SegmentationConfig) -> Reference:
             announce(UpdateKind.EVENT_INDEXED, record.tenant_id, [record.event_id])
         for change in changes:
             key = (record.tenant_id, record.session_id, change.episode_index)
-            announce(EPISODE_UPDATES[change.kind], record.tenant_id, [f"{record.session_id}#{change.episode_index}"])
+            members = "|".join(change.event_ids) if change.kind == "sealed" else ""  # a sealed id covers its members
+            announce(
+                EPISODE_UPDATES[change.kind], record.tenant_id, [f"{record.session_id}#{change.episode_index}"], members
+            )
             if change.kind == "sealed":
                 ref.sealed[key] = list(change.event_ids)
             else:
