@@ -6,8 +6,9 @@ each hit optionally followed by the nearest turns of its episode, at most ``budg
 :func:`recall` (episode mode): similarity hits among episodes, their temporal neighbours, and each
 selected episode's events.
 
-Neighbours are context of a hit: they are fetched from the hit's session whatever the time window, and
-the user filter is implied (a session belongs to one user).
+Neighbours are context of a hit: they are fetched from the hit's session whatever the time window, with
+the user filter of the hits (a session should belong to one user, but nothing in the store enforces it:
+another user's episode or event under the same session id is never someone else's context).
 """
 
 from __future__ import annotations
@@ -90,12 +91,11 @@ async def recall_events(
     mates: dict[str, list[str]] = {}
     if episode_turns > 0:
         keys = sorted({(e.session_id, e.episode_index) for e in events.values() if e.episode_index is not None})
-        episodes = await store.episodes_by_keys(tenant_id, keys) if keys else []
+        episodes = await store.episodes_by_keys(tenant_id, keys, user_id=user_id) if keys else []
         members = {(ep.session_id, ep.episode_index): ep.event_ids for ep in episodes}
         wanted = [e for ids in members.values() for e in ids if e not in events]
-        for event in await store.events_by_ids(tenant_id, wanted) if wanted else []:
-            if user_id is None or event.user_id == user_id:
-                events[event.event_id] = event
+        for event in await store.events_by_ids(tenant_id, wanted, user_id=user_id) if wanted else []:
+            events[event.event_id] = event
         for hit in scores:
             event = events[hit]
             others = [
@@ -152,12 +152,14 @@ async def recall(
     )
     pairs = [(h.episode, h.score) for h in hits]
     keys = neighbour_keys(pairs, k_c)
-    found = await store.episodes_by_keys(tenant_id, keys) if keys else []
+    found = await store.episodes_by_keys(tenant_id, keys, user_id=user_id) if keys else []
     neighbours: dict[Key, EpisodePoint] = {(e.session_id, e.episode_index): e for e in found}
     selection = select_contiguous(pairs, neighbours, k_c)
 
     event_ids = [e for s in selection for e in s.episode.event_ids]
-    events = {e.event_id: e for e in await store.events_by_ids(tenant_id, event_ids)} if event_ids else {}
+    events = (
+        {e.event_id: e for e in await store.events_by_ids(tenant_id, event_ids, user_id=user_id)} if event_ids else {}
+    )
     out: list[RecalledEpisode] = []
     for s in selection:
         ep = s.episode

@@ -287,28 +287,35 @@ class MemoryStore(abc.ABC):
         return sorted(episodes, key=lambda e: e.episode_index)  # type: ignore[union-attr,return-value]
 
     async def episodes_by_keys(
-        self, tenant_id: str, keys: Sequence[tuple[str, int]], *, with_vectors: bool = False
+        self,
+        tenant_id: str,
+        keys: Sequence[tuple[str, int]],
+        *,
+        user_id: str | None = None,
+        with_vectors: bool = False,
     ) -> list[EpisodePoint]:
-        """Episodes by (session_id, episode_index), across sessions, in one store call; those that exist,
-        ordered by (session_id, episode_index)."""
+        """Episodes by (session_id, episode_index), across sessions, in one store call; those that exist
+        (and are ``user_id``'s, when given), ordered by (session_id, episode_index)."""
         require_tenant(tenant_id)
         wanted = list(dict.fromkeys((str(s), int(i)) for s, i in keys))
         if not wanted:
             return []
-        where = scope(tenant_id, must=[HasIds(tuple(episode_point_id(tenant_id, s, i) for s, i in wanted))])
+        ids = HasIds(tuple(episode_point_id(tenant_id, s, i) for s, i in wanted))
+        where = scope(tenant_id, user_id=user_id, must=[ids])
         found = await self._scroll(Collection.EPISODES, where, len(wanted), with_vectors=with_vectors)
         episodes = [from_payload(Collection.EPISODES, p, v) for p, v, _ in found]
         return sorted(episodes, key=lambda e: (e.session_id, e.episode_index))  # type: ignore[union-attr,return-value]
 
     async def events_by_ids(
-        self, tenant_id: str, event_ids: Sequence[str], *, with_vectors: bool = False
+        self, tenant_id: str, event_ids: Sequence[str], *, user_id: str | None = None, with_vectors: bool = False
     ) -> list[EventPoint]:
-        """The tenant's events with these ids that exist, in the order asked."""
+        """The tenant's events with these ids that exist (and are ``user_id``'s, when given), in the order
+        asked."""
         require_tenant(tenant_id)
         wanted = list(dict.fromkeys(event_ids))
         if not wanted:
             return []
-        where = scope(tenant_id, must=[HasIds(tuple(event_point_id(tenant_id, e) for e in wanted))])
+        where = scope(tenant_id, user_id=user_id, must=[HasIds(tuple(event_point_id(tenant_id, e) for e in wanted))])
         found = await self._scroll(Collection.EVENTS, where, len(wanted), with_vectors=with_vectors)
         by_id = {p["event_id"]: from_payload(Collection.EVENTS, p, v) for p, v, _ in found}
         return [by_id[e] for e in wanted if e in by_id]  # type: ignore[misc]
