@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 import httpx
-from httpx_sse import aconnect_sse, connect_sse
+from httpx_sse import ServerSentEvent, aconnect_sse, connect_sse
 from pydantic import BaseModel, ValidationError
 
 from memstream.streams.api import (
@@ -64,6 +64,18 @@ def _compensate_batch(queries: Iterable[Mapping[str, Any] | CompensateRequest]) 
 
 def _publish_body(events: Iterable[Mapping[str, Any]]) -> Json:
     return _validated(PublishRequest, {"events": [dict(e) for e in events]})
+
+
+def _on_sse(event: ServerSentEvent, params: Json, url: str) -> tuple[str, MemoryUpdate] | None:
+    """One event of ``/updates/``: keeps the cursor to resume from in ``params`` (``ready`` carries the position
+    the worker pinned, each update the one after it); returns the update it carries, if any."""
+    if event.event == "error":  # the credential was revoked or expired mid-stream
+        raise MemoryApiError(401, event.data, url)
+    if event.event in ("ready", "memory-update"):
+        params["after"] = event.id
+    if event.event == "memory-update":
+        return event.id, MemoryUpdate.model_validate_json(event.data)
+    return None
 
 
 class _Base:
@@ -172,13 +184,9 @@ class MemoryClient(_Base):
                         sse.response.read()
                         _answer(sse.response)
                     for event in sse.iter_sse():
-                        if event.event == "ready":
-                            params["after"] = event.id
-                        if event.event == "error":
-                            raise MemoryApiError(401, event.data, str(sse.response.url))
-                        if event.event == "memory-update":
-                            params["after"] = event.id
-                            yield event.id, MemoryUpdate.model_validate_json(event.data)
+                        item = _on_sse(event, params, str(sse.response.url))
+                        if item is not None:
+                            yield item
             except (httpx.RemoteProtocolError, httpx.ReadError):
                 continue
 
@@ -263,14 +271,10 @@ class AsyncMemoryClient(_Base):
                         await sse.response.aread()
                         _answer(sse.response)
                     async for event in sse.aiter_sse():
-                        if event.event == "ready":  # the position the worker pinned: resume from it if dropped
-                            params["after"] = event.id
-                            if on_connect is not None:
-                                on_connect()
-                        if event.event == "error":
-                            raise MemoryApiError(401, event.data, str(sse.response.url))
-                        if event.event == "memory-update":
-                            params["after"] = event.id
-                            yield event.id, MemoryUpdate.model_validate_json(event.data)
+                        item = _on_sse(event, params, str(sse.response.url))
+                        if event.event == "ready" and on_connect is not None:
+                            on_connect()
+                        if item is not None:
+                            yield item
             except (httpx.RemoteProtocolError, httpx.ReadError):
                 continue  # the worker went away mid-stream: reconnect from the last cursor
