@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-from memstream.streams.access import ensure_access_topic, new_key, publish_key
+from memstream.streams.access import new_key, publish_key
 from memstream.streams.admin import delete_topics, ensure_topics
 from memstream.streams.settings import KafkaSettings
 
@@ -67,7 +67,6 @@ class Deployment:
     async def create_key(self, tenant_id: str, scopes: Iterable[str], *, user_id: str | None = None) -> str:
         """A new API key of this deployment (its ``access`` topic), for workers run with auth mode keys."""
         token, record = new_key(tenant_id, scopes, user_id=user_id)
-        await ensure_access_topic(self.kafka)
         await publish_key(self.kafka, record)
         return token
 

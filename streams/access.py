@@ -21,7 +21,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from memstream.streams.contracts import Ident
-from memstream.streams.control import ensure_control_topic, publish_control, read_control
+from memstream.streams.control import publish_control, read_control
 from memstream.streams.settings import KafkaSettings
 
 __all__ = [
@@ -29,7 +29,6 @@ __all__ = [
     "AccessKey",
     "Scope",
     "digest",
-    "ensure_access_topic",
     "new_key",
     "parse_key",
     "publish_key",
@@ -101,11 +100,6 @@ def parse_key(token: str) -> tuple[str, str] | None:
     """``(key id, secret)`` of a well-formed key, None for anything else."""
     match = _KEY.match(token)
     return (match.group(1), match.group(2)) if match else None
-
-
-async def ensure_access_topic(kafka: KafkaSettings) -> bool:
-    """Create the compacted, single-partition ``access`` topic if missing; True if it was created."""
-    return await ensure_control_topic(kafka, kafka.topics.access)
 
 
 async def publish_key(kafka: KafkaSettings, record: AccessKey) -> None:

@@ -34,7 +34,9 @@ async def ensure_control_topic(kafka: KafkaSettings, name: str) -> bool:
 
 
 async def publish_control(kafka: KafkaSettings, name: str, key: str, value: bytes | None) -> None:
-    """Write one record (None: a tombstone) and wait for the broker's ack (acks=all)."""
+    """Write one record (None: a tombstone) and wait for the broker's ack (acks=all); creates the topic first
+    if it is missing."""
+    await ensure_control_topic(kafka, name)
     producer = AIOKafkaProducer(**kafka.client_kwargs(), acks="all", enable_idempotence=True)
     await producer.start()
     try:
@@ -44,7 +46,9 @@ async def publish_control(kafka: KafkaSettings, name: str, key: str, value: byte
 
 
 async def read_control(kafka: KafkaSettings, name: str, timeout_s: float = 30.0) -> dict[str, bytes]:
-    """Every key's latest value on the topic (tombstoned keys left out), read to its current end."""
+    """Every key's latest value on the topic (tombstoned keys left out), read to its current end; a missing
+    topic is created (and read as empty)."""
+    await ensure_control_topic(kafka, name)
     consumer = AIOKafkaConsumer(**kafka.client_kwargs(), group_id=None, enable_auto_commit=False)
     await consumer.start()
     latest: dict[str, bytes] = {}

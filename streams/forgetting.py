@@ -10,7 +10,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from memstream.streams.contracts import Ident
-from memstream.streams.control import ensure_control_topic, publish_control
+from memstream.streams.control import publish_control
 from memstream.streams.settings import KafkaSettings
 
 __all__ = ["ForgetRecord", "record_forget"]
@@ -30,5 +30,4 @@ class ForgetRecord(BaseModel):
 
 async def record_forget(kafka: KafkaSettings, record: ForgetRecord) -> None:
     """Write the forget durably (acks=all) before anything is erased."""
-    await ensure_control_topic(kafka, kafka.topics.forgotten)
     await publish_control(kafka, kafka.topics.forgotten, record.key, record.model_dump_json().encode())

@@ -78,7 +78,7 @@ class Guard:
             raise NotReady("the worker is still loading its API keys; retry shortly")
         return self.keyring.authenticate(token)
 
-    def limit(self, request: web.Request, principal: Principal | None) -> None:
+    def limit(self, principal: Principal | None) -> None:
         """429 once the caller's credential is over the rate limit (no limit with auth off: no credential)."""
         if principal is None:
             return
@@ -93,7 +93,7 @@ class Guard:
         body: a request without a valid credential learns nothing, not even what a valid body looks like."""
         principal = await self.principal(request)
         if limited:
-            self.limit(request, principal)
+            self.limit(principal)
         return Caller(principal)
 
 

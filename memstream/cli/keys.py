@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from memstream.streams.access import AccessKey, Scope, ensure_access_topic, new_key, publish_key, read_keys
+from memstream.streams.access import AccessKey, Scope, new_key, publish_key, read_keys
 from memstream.streams.codec import validation_reason
 from memstream.streams.settings import kafka_settings
 
@@ -42,12 +42,7 @@ def create(
     except ValidationError as exc:
         raise typer.BadParameter(validation_reason(exc)) from None
 
-    async def run() -> None:
-        kafka = kafka_settings()
-        await ensure_access_topic(kafka)
-        await publish_key(kafka, record)
-
-    asyncio.run(run())
+    asyncio.run(publish_key(kafka_settings(), record))
     if as_json:
         typer.echo(json.dumps({"key": token, **record.model_dump(mode="json", exclude={"secret_sha256"})}))
     else:
@@ -68,12 +63,7 @@ def list_keys(
 ) -> None:
     """List keys (never their secrets)."""
 
-    async def run() -> dict[str, AccessKey]:
-        kafka = kafka_settings()
-        await ensure_access_topic(kafka)
-        return await read_keys(kafka)
-
-    for key in _listing(asyncio.run(run()), tenant, revoked):
+    for key in _listing(asyncio.run(read_keys(kafka_settings())), tenant, revoked):
         if as_json:
             typer.echo(key.model_dump_json(exclude={"secret_sha256"}))
             continue
@@ -89,7 +79,6 @@ def revoke(key_id: Annotated[str, typer.Argument(help="The key's id (`keys list`
 
     async def run() -> AccessKey:
         kafka = kafka_settings()
-        await ensure_access_topic(kafka)
         key = (await read_keys(kafka)).get(key_id)
         if key is None:
             raise typer.BadParameter(f"no key {key_id!r} on {kafka.topics.access}")

@@ -19,9 +19,10 @@ from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from memstream.streams.access import ensure_access_topic, new_key, publish_key
+from memstream.streams.access import new_key, publish_key
 from memstream.streams.client import Publisher, subscribe
 from memstream.streams.contracts import InteractionEvent, MemoryUpdate, UpdateKind
+from memstream.streams.control import ensure_control_topic
 from memstream.streams.memory_client import AsyncMemoryClient, MemoryApiError, MemoryClient
 from tests.integration import harness
 from tests.integration.harness import Namespace
@@ -79,7 +80,7 @@ class World:
 
 async def _publish_keys(ns: Namespace, combos) -> dict:
     """One key per combination, all written to the access topic by one producer (as `memstream keys` would)."""
-    await ensure_access_topic(ns.kafka)
+    await ensure_control_topic(ns.kafka, ns.kafka.topics.access)
     producer = AIOKafkaProducer(**ns.kafka.client_kwargs(), acks="all", enable_idempotence=True)
     await producer.start()
     keys = {}
