@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import re
+import time
+from collections.abc import Callable
 
 import faust
 from aiohttp import web
@@ -68,9 +70,45 @@ def _visible(update: MemoryUpdate, who: Target, session_id: str | None, kinds: s
     )
 
 
+def _frame(event: str, data: str, positions: dict[int, int]) -> bytes:
+    return f"id: {format_cursor(positions)}\nevent: {event}\ndata: {data}\n\n".encode()
+
+
 def register_views(app: faust.App, runtime: Runtime, guard: Guard) -> None:
     kafka = runtime.settings.kafka
     keepalive_s = runtime.settings.http.updates_keepalive_s
+
+    async def _follow(
+        request: Request,
+        consumer: AIOKafkaConsumer,
+        response: web.StreamResponse,
+        positions: dict[int, int],
+        wanted: Callable[[MemoryUpdate], bool],
+    ) -> None:
+        """Send the wanted updates as they come, a keepalive after ``keepalive_s`` of silence, until the
+        credential stops being valid (an ``error`` event) or the subscriber leaves."""
+        last_write = time.monotonic()
+        while True:
+            batches = await consumer.getmany(timeout_ms=int(POLL_S * 1000), max_records=500)
+            try:  # a revoked or expired credential ends the stream
+                await guard.principal(request)
+            except ApiError as exc:
+                await response.write(f"event: error\ndata: {exc.detail}\n\n".encode())
+                return
+            for tp in sorted(batches):
+                for message in batches[tp]:
+                    positions[tp.partition] = message.offset + 1
+                    try:
+                        update = decode(message.value, MemoryUpdate)
+                    except InvalidRecord as exc:
+                        log.error("unreadable memory update at %s offset %d: %s", tp, message.offset, exc)
+                        continue
+                    if wanted(update):
+                        await response.write(_frame("memory-update", update.model_dump_json(), positions))
+                        last_write = time.monotonic()
+            if time.monotonic() - last_write >= keepalive_s:
+                await response.write(b": keepalive\n\n")
+                last_write = time.monotonic()
 
     @app.page("/updates/")
     class UpdatesView(ApiView):
@@ -111,34 +149,8 @@ def register_views(app: faust.App, runtime: Runtime, guard: Guard) -> None:
                 )
                 await response.prepare(request)
                 # the pinned position first: a client that reconnects before any update resumes from here
-                await response.write(f"id: {format_cursor(positions)}\nevent: ready\ndata: {{}}\n\n".encode())
-                idle = 0.0
-                while True:
-                    batches = await consumer.getmany(timeout_ms=int(POLL_S * 1000), max_records=500)
-                    try:  # a revoked or expired credential ends the stream
-                        await guard.principal(request)
-                    except ApiError as exc:
-                        await response.write(f"event: error\ndata: {exc.detail}\n\n".encode())
-                        break
-                    sent = False
-                    for tp in sorted(batches):
-                        for message in batches[tp]:
-                            positions[tp.partition] = message.offset + 1
-                            try:
-                                update = decode(message.value, MemoryUpdate)
-                            except InvalidRecord as exc:
-                                log.error("unreadable memory update at %s offset %d: %s", tp, message.offset, exc)
-                                continue
-                            if _visible(update, who, session_id, kinds):
-                                await response.write(
-                                    f"id: {format_cursor(positions)}\nevent: memory-update\n"
-                                    f"data: {update.model_dump_json()}\n\n".encode()
-                                )
-                                sent = True
-                    idle = 0.0 if sent else idle + POLL_S
-                    if idle >= keepalive_s:
-                        await response.write(b": keepalive\n\n")
-                        idle = 0.0
+                await response.write(_frame("ready", "{}", positions))
+                await _follow(request, consumer, response, positions, lambda u: _visible(u, who, session_id, kinds))
             except ConnectionResetError:
                 pass  # the subscriber left
             finally:
