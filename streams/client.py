@@ -217,7 +217,7 @@ class HttpSubscription:
     """Memory updates from a worker's ``GET /updates/`` (server-sent events), filtered on the worker by the
     credential's tenant and user: the subscriber never receives another tenant's update. Same use as
     Subscription (``async with``, ``async for``, ``poll``); ``cursor`` is the position after the last update
-    received (pass it as ``after`` to resume there); a dropped connection resumes from it automatically."""
+    read (pass it as ``after`` to resume there); a dropped connection resumes automatically."""
 
     def __init__(
         self,
@@ -239,15 +239,14 @@ class HttpSubscription:
             "after": after,
         }
         self.cursor: str | None = after
-        self._queue: asyncio.Queue[MemoryUpdate | BaseException] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[str, MemoryUpdate] | BaseException] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
 
     async def _run(self) -> None:
         try:
-            async for cursor, update in self._client.updates(**self._options, on_connect=self._connected.set):
-                self.cursor = cursor
-                self._queue.put_nowait(update)
+            async for item in self._client.updates(**self._options, on_connect=self._connected.set):
+                self._queue.put_nowait(item)
         except Exception as exc:  # surfaced to the reader (e.g. 401: the key was revoked)
             self._connected.set()
             self._queue.put_nowait(exc)
@@ -275,10 +274,13 @@ class HttpSubscription:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def _take(self, item: MemoryUpdate | BaseException) -> MemoryUpdate:
+    def _take(self, item: tuple[str, MemoryUpdate] | BaseException) -> MemoryUpdate:
+        """The next update handed to the reader; ``cursor`` moves only now, so resuming from it never skips
+        an update that was received but not yet read."""
         if isinstance(item, BaseException):
             raise item
-        return item
+        self.cursor, update = item
+        return update
 
     async def poll(self, timeout: float = 1.0, max_records: int = 1000) -> list[MemoryUpdate]:
         """The updates that arrive within `timeout` seconds (possibly none)."""
