@@ -15,17 +15,20 @@ Embed = Callable[[list[str]], np.ndarray]
 
 
 def _default_embedder_tag() -> str:
-    from memstream.models.embedder import MODEL_NAME, EmbedderConfig
+    from memstream.agents.settings import get_settings
+    from memstream.models.embedder import MODEL_NAME, resolve_variant
 
-    config = EmbedderConfig()
-    return f"{MODEL_NAME}-{config.variant}-{config.max_length}"
+    config = get_settings().embedder
+    return f"{MODEL_NAME}-{resolve_variant(config)}-{config.max_length}"
 
 
 def default_embedder() -> tuple[Embed, str]:
-    """The pipeline's embedder (`models.embedder`, default config) and a tag naming it for the cache."""
-    from memstream.models.embedder import Embedder, EmbedderConfig
+    """The pipeline's embedder (`models.embedder`, as the settings configure it: ``MEMSTREAM_EMBEDDER__*``)
+    and a tag naming it for the cache."""
+    from memstream.agents.settings import get_settings
+    from memstream.models.embedder import Embedder
 
-    return Embedder(EmbedderConfig()).embed, _default_embedder_tag()
+    return Embedder(get_settings().embedder).embed, _default_embedder_tag()
 
 
 def cached_embeddings(texts: list[str], embed: Embed | None = None, tag: str | None = None) -> np.ndarray:

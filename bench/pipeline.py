@@ -180,6 +180,49 @@ async def _run_workers(
         deployment.stop_workers()
 
 
+async def embed_stage_alone(
+    bootstrap: str, root: Path, texts: list[str], sessions: int, partitions: int, timeout: float, **env: str
+) -> dict[str, Any]:
+    """Events/s of the embed stage fed alone: a backlog of ``texts`` is published first, then one worker that
+    runs only the embed stage (``--stages embed``) drains it into `embedded`. The rate is taken between the
+    arrival of the first and the last chunk in `embedded`, so the worker's start-up, model load and group
+    join are outside it, and nothing else (segmenter, store, publisher) shares the cores meanwhile."""
+    from aiokafka import AIOKafkaConsumer
+
+    deployment = Deployment(bootstrap, root / f"embed-stage-{len(env)}", partitions=partitions)
+    await deployment.create_topics()
+    events = _events(texts, sessions, "stage")
+    async with Publisher(deployment.kafka) as pub:
+        for i in range(0, len(events), 500):
+            await pub.publish_many(events[i : i + 500])
+    consumer = AIOKafkaConsumer(
+        deployment.kafka.topics.embedded,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        **deployment.kafka.client_kwargs(),
+    )
+    await consumer.start()
+    deployment.start_worker("embed-only", stages="embed", **env)
+    arrivals: list[float] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(arrivals) < len(events):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(arrivals)} of {len(events)} events embedded\n" + deployment.logs())
+            if any(proc.poll() is not None for proc in deployment.workers):
+                raise RuntimeError("the embed-only worker exited\n" + deployment.logs())
+            batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+            now = time.perf_counter()
+            arrivals.extend(now for records in batches.values() for _ in records)
+    finally:
+        await consumer.stop()
+        deployment.stop_workers()
+    first = arrivals[0]
+    head = sum(1 for t in arrivals if t == first)  # the first fetch's records: the clock starts after them
+    per_s = (len(arrivals) - head) / (arrivals[-1] - first)
+    return {"events": len(events), "timed_events": len(arrivals) - head, "per_s": round(per_s, 1), "env": env}
+
+
 async def _bench(n: int, sessions: int, partitions: int, timeout: float) -> dict[str, Any]:
     from memstream.deploy.kafka import LocalKafka
 
@@ -195,6 +238,9 @@ async def _bench(n: int, sessions: int, partitions: int, timeout: float) -> dict
             embed_rates = await asyncio.to_thread(embed_alone, texts[64:], sizes)
             embed_per_s = max(embed_rates.values())
             err.print("  " + ", ".join(f"batch {b}: {r:.0f}" for b, r in embed_rates.items()) + " sentences/s")
+            err.print("[bold]embed stage alone[/bold] (one worker running only the embed stage, fed a backlog) …")
+            stage = await embed_stage_alone(bootstrap, root, texts[64:], sessions, partitions, timeout)
+            err.print(f"  {stage['per_s']:.0f} events/s ({stage['per_s'] / embed_per_s:.2f}x the embedder alone)")
             runs = {}
             for workers in (1, 2):
                 err.print(f"[bold]pipeline, {workers} worker(s), max rate[/bold] …")
@@ -220,6 +266,8 @@ async def _bench(n: int, sessions: int, partitions: int, timeout: float) -> dict
         "embedder_threads": settings.embedder.threads or available_cpus(),
         "embed_per_s": round(embed_per_s, 1),
         "embed_per_s_by_batch": {str(b): round(r, 1) for b, r in embed_rates.items()},
+        "embed_stage_per_s": stage["per_s"],
+        "embed_stage_ratio": round(stage["per_s"] / embed_per_s, 3),
         "pipeline_per_s": pipeline_per_s,
         "ratio": round(pipeline_per_s / embed_per_s, 3),
         "two_worker_per_s": runs[2]["per_s"],

@@ -31,15 +31,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "all-minilm-l6-v2"
-BUILDER_VERSION = "2"  # bump when the graph builder or the quantiser changes: cached graphs are rebuilt
+BUILDER_VERSION = "3"  # bump when the graph builder or the quantiser changes: cached graphs are rebuilt
 VARIANTS: tuple[str, ...] = ("fp32", "int8")
-Variant = Literal["fp32", "int8"]
+Variant = Literal["auto", "fp32", "int8"]
 
 
 class EmbedderConfig(BaseModel):
     """Embedder settings (nested in the app settings: ``MEMSTREAM_EMBEDDER__VARIANT=int8`` …)."""
 
-    variant: Variant = Field("fp32", description="fp32: exact; int8: quantised, faster on CPU, slightly less exact")
+    variant: Variant = Field(
+        "auto",
+        description="auto: int8 on CPU, fp32 on CUDA; fp32: exact; int8: quantised (1.5x fp32's speed on CPU, "
+        "top-10 neighbour agreement with fp32 0.97; its int8 MatMuls run on the CPU even under CUDA)",
+    )
     provider: Literal["auto", "cpu", "cuda"] = Field(
         "auto",
         description="auto: CUDA when onnxruntime has it, else CPU; cuda without CUDA falls back to CPU with a warning",
@@ -59,6 +63,15 @@ class EmbedderConfig(BaseModel):
         description="let onnxruntime's idle threads spin between operators (a little faster alone; in a "
         "worker it steals CPU from the Kafka and store work running beside it)",
     )
+
+
+def resolve_variant(config: EmbedderConfig, provider: str | None = None) -> str:
+    """The graph ``config`` runs: its variant, or for ``auto`` int8 on the CPU and fp32 on CUDA (int8's
+    MatMuls would run on the CPU there). ``provider``: the first provider of the session, when known."""
+    if config.variant != "auto":
+        return config.variant
+    first = provider or choose_providers(config.provider)[0]
+    return "fp32" if first == "CUDAExecutionProvider" else "int8"
 
 
 def model_path(variant: str) -> Path:
@@ -140,9 +153,9 @@ class Embedder:
         import onnxruntime as ort
 
         self.config = config or EmbedderConfig()
-        self.variant: str = self.config.variant
-        path = ensure_model(self.variant)
         providers = choose_providers(self.config.provider)
+        self.variant: str = resolve_variant(self.config, providers[0])
+        path = ensure_model(self.variant)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = self.config.threads or available_cpus()
