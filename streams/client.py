@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.conn import create_conn
-from aiokafka.errors import KafkaConnectionError, KafkaError, SaslAuthenticationFailed, UnsupportedSaslMechanismError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    SaslAuthenticationFailed,
+    UnsupportedSaslMechanismError,
+)
 
 from memstream.streams.admin import ensure_topics
 from memstream.streams.codec import decode, encode
@@ -17,6 +24,9 @@ from memstream.streams.contracts import FeedbackEvent, InteractionEvent, MemoryU
 from memstream.streams.settings import KafkaSettings, kafka_settings
 
 Publishable = InteractionEvent | FeedbackEvent
+_T = TypeVar("_T")
+_BLOCKED_S = 0.05
+"""A send that took this long waited for room: back-pressure (it takes microseconds otherwise)."""
 
 
 def coerce_event(event: Publishable | Mapping[str, Any]) -> Publishable:
@@ -53,15 +63,71 @@ async def _authentication_failure(kafka: KafkaSettings, timeout: float = 10.0) -
     return None
 
 
+class PublishError(Exception):
+    """Events were not acknowledged by the broker. ``unacknowledged`` holds them, in the order given: none of
+    them is known to be written, though some may be (the producer may still deliver what it had buffered), so
+    publish them again to be sure; event ids make that harmless (a replayed event is applied once). The
+    broker's error, if it gave one, is the ``__cause__``."""
+
+    def __init__(self, message: str, unacknowledged: Sequence[Publishable]) -> None:
+        super().__init__(message)
+        self.unacknowledged: list[Publishable] = list(unacknowledged)
+
+
+class PublishTimeoutError(PublishError, TimeoutError):
+    """The publisher made no progress for ``timeout_s`` seconds (no room freed, no acknowledgement): the
+    broker is down, or far too slow for the rate published. Back-pressure that lasted too long."""
+
+
+@dataclass
+class PublisherStats:
+    """What a Publisher did so far; ``waits``/``waited_s`` are its back-pressure: how often, and how long in
+    all, a send had to wait for room in the bounded buffer (``max_pending`` unacknowledged events, or the
+    producer's own per-partition batch) because the broker did not acknowledge fast enough, or at all."""
+
+    sent: int = 0
+    """Events handed to the producer."""
+    acknowledged: int = 0
+    """Events the broker acknowledged (acks=all)."""
+    failed: int = 0
+    """Events the broker refused (non-retriable errors; each one is in a PublishError's list)."""
+    waits: int = 0
+    waited_s: float = 0.0
+    blocked: bool = False
+    """A send is waiting for room right now: the buffer is full."""
+    pending: int = 0
+    """Events sent and not acknowledged yet (at most ``max_pending``)."""
+
+
 class Publisher:
     """Idempotent producer (acks=all) keyed by tenant/session, so each session stays ordered.
 
     Use as ``async with Publisher() as pub: await pub.publish(event)``.
+
+    Back-pressure: at most ``max_pending`` events are in flight (sent, not yet acknowledged). When the broker
+    is slow or down, ``publish``/``publish_many`` wait (their ``await`` blocks; ``stats.waits`` and
+    ``stats.waited_s`` count it) while the producer retries; nothing is dropped. When one wait (for room, or
+    for the next acknowledgement) lasts ``timeout_s`` seconds, PublishTimeoutError is raised with every event
+    of the call not acknowledged (``unacknowledged``); an error the broker returns raises PublishError the
+    same way. ``timeout_s=None`` waits as long as the broker takes.
     """
 
-    def __init__(self, kafka: KafkaSettings | None = None, *, create_topics: bool = True, linger_ms: int = 5):
+    def __init__(
+        self,
+        kafka: KafkaSettings | None = None,
+        *,
+        create_topics: bool = True,
+        linger_ms: int = 5,
+        max_pending: int = 10_000,
+        timeout_s: float | None = 120.0,
+    ):
+        if max_pending < 1:
+            raise ValueError("max_pending must be >= 1")
         self.kafka = kafka or kafka_settings()
         self._create_topics = create_topics
+        self.max_pending, self.timeout_s = max_pending, timeout_s
+        self.stats = PublisherStats()
+        self._room = asyncio.Semaphore(max_pending)
         self._producer = AIOKafkaProducer(
             **self.kafka.client_kwargs(), enable_idempotence=True, acks="all", linger_ms=linger_ms
         )
@@ -100,23 +166,106 @@ class Publisher:
             ) from exc
 
     async def stop(self) -> None:
+        """Flush what is buffered (the producer keeps retrying it) and disconnect."""
         await self._producer.stop()
 
     def _topic_for(self, record: Publishable) -> str:
         topics = self.kafka.topics
         return topics.feedback if isinstance(record, FeedbackEvent) else topics.interactions
 
+    async def _wait(self, step: Awaitable[_T], *, buffer: bool = False, batch: bool = False) -> _T:
+        """Await `step` for at most ``timeout_s`` (TimeoutError after that). Back-pressure is counted: a
+        wait for room in the buffer (`buffer`) at once when it is full, a wait in the producer's send
+        (`batch`: a partition's batch is full) after the fact, when it blocked."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        full = buffer and self._room.locked()
+        if full:
+            self.stats.waits += 1
+            self.stats.blocked = True
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                return await step
+        finally:
+            took = loop.time() - started
+            if full:
+                self.stats.blocked = False
+                self.stats.waited_s += took
+            elif batch and took >= _BLOCKED_S:
+                self.stats.waits += 1
+                self.stats.waited_s += took
+
+    def _settled(self, future: asyncio.Future[Any]) -> None:
+        self._room.release()
+        self.stats.pending -= 1
+        if future.cancelled() or future.exception() is not None:
+            self.stats.failed += 1
+        else:
+            self.stats.acknowledged += 1
+
+    async def _send(self, record: Publishable) -> asyncio.Future[Any]:
+        """Hand one event to the producer once there is room; the future settles at the broker's answer."""
+        await self._wait(self._room.acquire(), buffer=True)
+        try:
+            future: asyncio.Future[Any] = await self._wait(self._producer_send(record), batch=True)
+        except BaseException:
+            self._room.release()
+            raise
+        self.stats.sent += 1
+        self.stats.pending += 1
+        if future.done():  # settled already: counted now, so the stats are exact when the caller resumes
+            self._settled(future)
+        else:
+            future.add_done_callback(self._settled)
+        return future
+
+    async def _producer_send(self, record: Publishable) -> asyncio.Future[Any]:
+        while True:  # the producer gives up waiting for room in a full batch after its request timeout: wait on
+            try:
+                future: asyncio.Future[Any] = await self._producer.send(
+                    self._topic_for(record), encode(record), key=record.key
+                )
+                return future
+            except KafkaTimeoutError:
+                continue  # our own timeout (``timeout_s``, around this loop) decides when to give up
+
     async def publish(self, event: Publishable | Mapping[str, Any]) -> None:
-        """Validate and send one event; returns once the broker acknowledged it."""
-        record = coerce_event(event)
-        await self._producer.send_and_wait(self._topic_for(record), encode(record), key=record.key)
+        """Validate and send one event; returns once the broker acknowledged it (see the class for
+        back-pressure and PublishError)."""
+        await self.publish_many([event])
 
     async def publish_many(self, events: Iterable[Publishable | Mapping[str, Any]]) -> int:
-        """Validate all, then send them pipelined; returns the count once every one is acknowledged."""
+        """Validate all, then send them pipelined (at most ``max_pending`` unacknowledged at a time); returns
+        the count once every one is acknowledged. Raises PublishTimeoutError / PublishError (with the events
+        not acknowledged) as the class says; never returns with an event unsent."""
         records = [coerce_event(e) for e in events]
-        futures = [await self._producer.send(self._topic_for(r), encode(r), key=r.key) for r in records]
-        await asyncio.gather(*futures)
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            for record in records:
+                futures.append(await self._send(record))
+            for future in futures:
+                await self._wait(asyncio.shield(future))
+        except TimeoutError as exc:
+            raise PublishTimeoutError(
+                f"no progress for {self.timeout_s} s: the broker ({self.kafka.bootstrap}) acknowledged "
+                f"{self._acknowledged(futures)} of {len(records)} events; is it down?",
+                self._unacknowledged(records, futures),
+            ) from exc
+        except KafkaError as exc:
+            raise PublishError(
+                f"the broker refused events ({exc!r}); {self._acknowledged(futures)} of {len(records)} acknowledged",
+                self._unacknowledged(records, futures),
+            ) from exc
         return len(records)
+
+    @staticmethod
+    def _acknowledged(futures: Sequence[asyncio.Future[Any]]) -> int:
+        return sum(1 for f in futures if f.done() and not f.cancelled() and f.exception() is None)
+
+    @staticmethod
+    def _unacknowledged(records: Sequence[Publishable], futures: Sequence[asyncio.Future[Any]]) -> list[Publishable]:
+        acked = [f.done() and not f.cancelled() and f.exception() is None for f in futures]
+        return [r for i, r in enumerate(records) if i >= len(acked) or not acked[i]]
 
     async def publish_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         """Send bytes as they are (no validation): for tools and tests that exercise dead-lettering."""
