@@ -14,6 +14,9 @@ worker resumes every session, each event's vector stored once); a state is bound
 episodes are sealed by the look-ahead, by a `session_end` event, or after `idle_seal_s` idle seconds
 (the worker then sends itself a `session_idle` control record on the session's partition, so every
 state change happens in order inside the stream).
+
+A session belongs to one user, the user of its first event: an event of another user of the tenant under
+the same session id is dead-lettered with the reason, never applied nor indexed (`refused_by_owner`).
 """
 
 from __future__ import annotations
@@ -46,6 +49,19 @@ def _episode_record(change: EpisodeChange, event: InteractionEvent) -> EpisodeRe
         event_ids=list(change.event_ids),
         start_ts=change.start_ts,
         end_ts=change.end_ts,
+    )
+
+
+def refused_by_owner(session: Session, record: InteractionEvent) -> str | None:
+    """Why `record` may not go into `session` (a dead-letter reason), or None. A session belongs to the
+    user of its first event: an event of another user of the tenant under the same session id is refused
+    (its memory would be mixed into that user's episodes). The worker's own `session_idle` records are
+    exempt: they carry the user of the session's latest event."""
+    if record.kind == "session_idle" or session.admits(record.user_id):
+        return None
+    return (
+        f"session {record.session_id!r} of tenant {record.tenant_id!r} belongs to another user: "
+        f"event {record.event_id!r} of user {record.user_id!r} refused"
     )
 
 
@@ -83,6 +99,10 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
                 key = record.key
                 if key not in sessions_now:
                     sessions_now[key] = store.load(key)
+                refusal = refused_by_owner(sessions_now[key], record)
+                if refusal is not None:  # another user's session: never applied, never indexed
+                    await reject(topics, event, refusal, STAGE, metrics)
+                    continue
                 applied = sessions_now[key].applied
                 if record.event_id in applied:  # a replay (at-least-once): state has it; pass it on, never re-apply it
                     replayed[key] = (event, record)

@@ -1,9 +1,11 @@
 """Where the segment stage keeps each session's `SessionState`: one Faust table and a cache.
 
 ``<app>-segment-sessions`` holds, under `tenant/session`, the ids of the latest applied events and the
-state *without* its vectors (its header), and under `tenant/session` + NUL + event id each buffered
+state *without* its vectors (its header), under `tenant/session` + NUL + event id each buffered
 event's float16 vector, written once when the event arrives and deleted when the state drops it (ids
-never contain NUL, so the two kinds of key cannot meet). Rewriting every vector of the open episode on
+never contain NUL, so the kinds of key cannot meet), and under `tenant/session` + NUL the user the session
+belongs to (`Session.admits`), written once, before anything else of the session. A session stored before
+owners were kept gets the user of its next event as its owner. Rewriting every vector of the open episode on
 each batch made the changelog ~29 kB per write (an episode averages ~30 buffered events); now a write is
 its header (~1–2 kB) plus the new vectors.
 
@@ -40,10 +42,24 @@ class Session:
     applied: list[str]  # ids of the latest applied events (replays are recognised by them)
     state: SessionState
     stored: set[str] = field(default_factory=set)  # event ids whose vectors are in the table
+    owner: str | None = None  # the user the session belongs to (None: no event of any user yet)
+    owner_stored: bool = False  # the owner is in the table
+
+    def admits(self, user_id: str) -> bool:
+        """Whether an event of `user_id` may go into this session. A session belongs to one user, the user
+        of its first event, who becomes its owner here (kept by `SessionStore.save`); the tenant's other
+        users may not write into it."""
+        if self.owner is None:
+            self.owner = user_id
+        return self.owner == user_id
 
 
 def _vector_key(key: bytes, event_id: str) -> bytes:
     return key + b"\0" + event_id.encode()
+
+
+def _owner_key(key: bytes) -> bytes:
+    return key + b"\0"  # the vector key of an empty event id, which cannot exist
 
 
 class SessionStore:
@@ -65,9 +81,11 @@ class SessionStore:
         hit = self._cache.pop(key, None)
         if hit is not None and hit[0] == self.generation:
             return hit[1]
+        owner_raw = self.table.get(_owner_key(key))
+        owner = owner_raw.decode() if owner_raw else None
         raw = self.table.get(key)
         if not raw:
-            return Session([], SessionState())
+            return Session([], SessionState(), owner=owner, owner_stored=owner is not None)
         ids, _, state_bytes = raw.partition(b"\0")
         from_table: list[bool] = []
 
@@ -89,12 +107,21 @@ class SessionStore:
 
         state = SessionState.from_bytes(state_bytes, vectors)
         # a state written with its vectors inline (before this store existed) has none in the table yet
-        return Session(ids.decode().split("\n") if ids else [], state, set(state.ids) if from_table else set())
+        return Session(
+            ids.decode().split("\n") if ids else [],
+            state,
+            set(state.ids) if from_table else set(),
+            owner=owner,
+            owner_stored=owner is not None,
+        )
 
     def save(self, key: bytes, session: Session, generation: int) -> None:
         """Write the session back. Call it with the session's latest event as Faust's current event
         (the changelog partition), after every output of the batch was sent."""
         state = session.state
+        if session.owner is not None and not session.owner_stored:
+            self.table[_owner_key(key)] = session.owner.encode()
+            session.owner_stored = True
         for i, event_id in enumerate(state.ids):
             if event_id not in session.stored:
                 self.table[_vector_key(key, event_id)] = state.vector_bytes(i)
