@@ -97,9 +97,11 @@ def onnx_phase(sentences: list[str], batch_sizes: Sequence[int], repeats: int, v
     threads = _cpus()
     engines = {}
     started = time.perf_counter()
-    engines["onnx_cuda"] = Embedder(EmbedderConfig(provider="cuda", batch_size=max(batch_sizes)))
+    engines["onnx_cuda"] = Embedder(EmbedderConfig(variant="fp32", provider="cuda", batch_size=max(batch_sizes)))
     load_cuda_s = time.perf_counter() - started
-    engines["onnx_cpu"] = Embedder(EmbedderConfig(provider="cpu", threads=threads, batch_size=max(batch_sizes)))
+    engines["onnx_cpu"] = Embedder(
+        EmbedderConfig(variant="fp32", provider="cpu", threads=threads, batch_size=max(batch_sizes))
+    )
     providers = {name: e._session.get_providers() for name, e in engines.items()}
     per_s: dict[str, dict[str, float]] = {name: {} for name in engines}
     passes: dict[str, dict[str, list[float]]] = {name: {} for name in engines}
