@@ -86,7 +86,15 @@ class SegmentStageSettings(BaseModel):
     )
     max_wait_s: float = Field(0.01, gt=0, le=10, description="A partial batch is segmented after this wait")
 
-    idle_seal_s: float = Field(30.0, gt=0, description="Seal a session's episodes after this many idle seconds")
+    idle_seal_s: float = Field(
+        180.0,
+        gt=0,
+        description="Seal a session's episodes after this many idle seconds. Longer than a fail-over: a dead "
+        "worker's partitions stall for the Kafka session timeout (60 s) plus the rebalance and catch-up, and a "
+        "broker restart about as long, and the idle clock runs from the last batch the session's previous "
+        "owner processed, so a shorter wait seals sessions whose next events are still queued (at 30 s the "
+        "SIGKILL fault test saw a killed worker's open sessions sealed early on takeover: 58 episodes differed)",
+    )
     idle_check_s: float = Field(5.0, gt=0, description="How often the worker looks for idle sessions")
     dedupe_window: int = Field(
         512, ge=2, description="Latest event ids remembered per session, so a replayed event is not applied twice"
