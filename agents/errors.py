@@ -21,7 +21,9 @@ its own view of the tenant's versions. The views converge: a reset deletes every
 (idempotent, with the same ``errors_reset`` update id from every partition) and serving filters by
 model_version, so a partition that still sees the old version never changes answers for the new one.
 Store writes are idempotent (point id = uuid5 of tenant and event id): a replayed batch rewrites the same
-points and re-announces the same update ids.
+points and re-announces the same update ids. Transient store failures are retried until they pass
+(`agents.retry`); a write the store refuses for good (bad data) dead-letters that partition's feedback of the
+batch, with the reason, and the stream goes on.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from faust.types import EventT
 from memstream.agents.compensate import ErrorMemoryService, service
 from memstream.agents.dead_letters import reject
 from memstream.agents.faust_compat import as_current_event
-from memstream.agents.retry import until_done
+from memstream.agents.retry import Refused, until_done
 from memstream.agents.runtime import Runtime
 from memstream.agents.store import ErrorPoint
 from memstream.models.error_policy import (
@@ -98,7 +100,7 @@ class FeedbackWriter:
     ) -> None:
         """Resets and stores in order; then per tenant the newest ttl cutoff and capacity, once per batch
         (every write decides `EvictOldest` with the same ``keep``: the configured capacity)."""
-        store = await self.runtime.store()
+        store = await self.runtime.stage_store()
         svc = self.memory_service
         for tenant in tenants:  # before any write: a rebuild must read the store as it was
             await svc.ensure_tenant(tenant)
@@ -141,7 +143,7 @@ class FeedbackWriter:
 
     async def _reset(self, decision: ResetVersion) -> None:
         """The tenant's memory now belongs to a new model_version: delete the rest, reset the sketch, announce."""
-        store = await self.runtime.store()
+        store = await self.runtime.stage_store()
         tenant, version = decision.tenant_id, decision.model_version
         removed = await until_done(
             lambda: store.delete_errors(tenant, except_model_version=version), f"resetting errors of {tenant}"
@@ -164,7 +166,7 @@ class FeedbackWriter:
         if not pending:
             return
         latest = {(t, s.sample_id): (t, s) for t, s in pending}  # a duplicate in the batch: the last one wins
-        store = await self.runtime.store()
+        store = await self.runtime.stage_store()
         svc = self.memory_service
         fresh: set[tuple[str, str]] = set(latest)
         if svc.sketch is not None:  # the sketch cannot forget: never add a sample it already holds
@@ -260,17 +262,25 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
                     await reject(topics, event, key, STAGE, metrics)
                 else:
                     accepted.append((event, record, key))
+            refused = 0
             for partition, group in _by_partition(accepted):
                 last = group[-1][0]
                 tenants = list(dict.fromkeys(r.tenant_id for _, r, _ in group))
                 with as_current_event(last):
                     raw = {t: versions.get(t.encode()) for t in tenants}
                 states = {t: orjson.loads(v) for t, v in raw.items() if v}
-                with metrics.store_timer("errors_write"):
-                    states = await writer.write(
-                        [(r, k) for _, r, k in group], states, f"{partition}:{last.message.offset}"
-                    )
+                try:
+                    with metrics.store_timer("errors_write"):
+                        states = await writer.write(
+                            [(r, k) for _, r, k in group], states, f"{partition}:{last.message.offset}"
+                        )
+                except Refused as exc:  # bad data: this partition's feedback goes to dead-letters, the rest goes on
+                    for event, _, _ in group:
+                        await reject(topics, event, f"store refused the batch: {exc}", STAGE, metrics)
+                    metrics.refused(STAGE, len(group))
+                    refused += len(group)
+                    continue
                 with as_current_event(last):
                     for tenant in tenants:
                         versions[tenant.encode()] = orjson.dumps(states[tenant])
-            metrics.sent(STAGE, len(accepted))
+            metrics.sent(STAGE, len(accepted) - refused)

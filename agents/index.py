@@ -3,7 +3,8 @@
 Consumes `episodes`, where the segmenter forwards each event ahead of the episode changes it causes.
 Writes come before announcements, so a subscriber that reacts to an update can already read it, and an
 event is always written before the episode that holds it. Faust acks a batch only once its iteration has
-finished, so no offset is committed past an unwritten point.
+finished, so no offset is committed past an unwritten point. A batch the store refuses for good (bad data,
+`agents.retry.Refused`) is dead-lettered with the reason, unannounced, and the stream goes on.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import faust
 import numpy as np
 
 from memstream.agents.dead_letters import reject
-from memstream.agents.retry import until_done
+from memstream.agents.retry import Refused, until_done
 from memstream.agents.runtime import Runtime
 from memstream.agents.store import EpisodePoint, EventPoint
 from memstream.streams.codec import InvalidRecord, encode
@@ -85,20 +86,20 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
             decoded = []
             for event in events:
                 try:
-                    decoded.append(decode_frame(event.value))
+                    decoded.append((event, *decode_frame(event.value)))
                 except InvalidRecord as exc:
                     await reject(topics, event, exc.reason, STAGE, metrics)
             forgotten = await runtime.forgotten()
-            kept = [(r, v) for r, v in decoded if not forgotten.covers(r.tenant_id, r.user_id, _dated(r))]
+            kept = [(e, r, v) for e, r, v in decoded if not forgotten.covers(r.tenant_id, r.user_id, _dated(r))]
             metrics.forgotten(STAGE, len(decoded) - len(kept))
             decoded = kept
-            event_points = [EventPoint.from_event(r, v) for r, v in decoded if isinstance(r, InteractionEvent)]
+            event_points = [EventPoint.from_event(r, v) for _, r, v in decoded if isinstance(r, InteractionEvent)]
             episode_points = [
-                _episode_point(r, v) for r, v in decoded if isinstance(r, EpisodeRecord) and r.kind == "sealed"
+                _episode_point(r, v) for _, r, v in decoded if isinstance(r, EpisodeRecord) and r.kind == "sealed"
             ]
 
             async def write() -> None:
-                store = await runtime.store()
+                store = await runtime.stage_store()
                 if event_points:  # events first: an episode is never stored before its events
                     with metrics.store_timer("upsert_events"):
                         await store.upsert_events(event_points)
@@ -109,8 +110,14 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
                         await store.upsert_episodes(episode_points)
 
             if event_points or episode_points:
-                await until_done(write, f"writing {len(event_points)} events, {len(episode_points)} episodes")
-            for record, _ in decoded:
+                try:
+                    await until_done(write, f"writing {len(event_points)} events, {len(episode_points)} episodes")
+                except Refused as exc:  # bad data: the batch goes to dead-letters, unannounced; the stream goes on
+                    for event, _, _ in decoded:
+                        await reject(topics, event, f"store refused the batch: {exc}", STAGE, metrics)
+                    metrics.refused(STAGE, len(decoded))
+                    continue
+            for _, record, _ in decoded:
                 update = _event_update(record) if isinstance(record, InteractionEvent) else episode_update(record)
                 await topics.memory_updates.send(key=record.key, value=encode(update))
             metrics.sent(STAGE, len(decoded))

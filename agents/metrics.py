@@ -49,6 +49,12 @@ class Metrics:
         self.dead_letters = Counter(
             "memstream_dead_letters", "Records a stage sent to dead-letters", ["stage"], registry=r
         )
+        self.store_refused = Counter(
+            "memstream_store_refused",
+            "Records a stage dead-lettered because the store refused their batch for good (a permanent error)",
+            ["stage"],
+            registry=r,
+        )
         self.forgotten_dropped = Counter(
             "memstream_forgotten_dropped",
             "Records of a forgotten user (dated before the forget) a stage dropped",
@@ -101,6 +107,10 @@ class Metrics:
 
     def dead_letter(self, stage: str) -> None:
         self.dead_letters.labels(stage).inc()
+
+    def refused(self, stage: str, n: int) -> None:
+        """`n` records dead-lettered with a batch the store refused (each also counts as a dead letter)."""
+        self.store_refused.labels(stage).inc(n)
 
     def forgotten(self, stage: str, n: int) -> None:
         if n:

@@ -106,6 +106,7 @@ class Runtime:
         self.settings = settings
         self.metrics = Metrics()  # per-app registry: agents record here, the metrics stage serves it
         self._store: MemoryStore | None = None
+        self._stage_store: MemoryStore | None = None
         self._store_lock = asyncio.Lock()
         self._embedder: Embedder | None = None
         self._embed_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memstream-embed")
@@ -149,6 +150,18 @@ class Runtime:
                     self._store = store
         return self._store
 
+    async def stage_store(self) -> MemoryStore:
+        """The store the index and errors stages write through: `store()`, or with ``store_faults`` set (a
+        test and chaos knob) that store behind `agents.store.faults.FaultyStore`."""
+        store = await self.store()
+        if not self.settings.store_faults.enabled:
+            return store
+        if self._stage_store is None:
+            from memstream.agents.store.faults import FaultyStore
+
+            self._stage_store = FaultyStore(store, self.settings.store_faults)
+        return self._stage_store
+
     def _embed_sync(self, texts: list[str]) -> np.ndarray:
         if self._embedder is None:
             from memstream.models.embedder import Embedder
@@ -178,5 +191,6 @@ class Runtime:
         if self._store is not None:
             await self._store.close()
             self._store = None
+            self._stage_store = None
         self._embed_pool.shutdown(wait=False)
         self._lm_pool.shutdown(wait=False)

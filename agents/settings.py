@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from memstream.agents.store.base import StoreConfig
+from memstream.agents.store.faults import StoreFaults
 from memstream.models.compensation import CompensationConfig
 from memstream.models.embedder import EmbedderConfig
 from memstream.models.language_model import LanguageModelConfig
@@ -187,6 +188,9 @@ class Settings(BaseSettings):
     index: IndexStageSettings = Field(default_factory=IndexStageSettings)
     lm: LanguageModelConfig = Field(default_factory=LanguageModelConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    store_faults: StoreFaults = Field(
+        default_factory=StoreFaults, description="Test/chaos knob: failures injected into the stages' store writes"
+    )
     recall: RecallConfig = Field(default_factory=RecallConfig)
     compensation: CompensationConfig = Field(default_factory=CompensationConfig)
     errors: ErrorsStageSettings = Field(default_factory=ErrorsStageSettings)
