@@ -3,6 +3,8 @@
 * ``as_current_event``: the context variable Faust reads for a table's partition (no public setter).
 * ``FlowControl`` and ``App``: rebalance fixes inside Faust's recovery (see each docstring).
 * ``Consumer``: a seek to the committed offsets that also rewinds partitions with none committed yet.
+* ``App._on_agent_error`` and ``Consumer._commit_offsets``: an agent that raises crashes the worker (non-zero
+  exit, nothing committed after the crash) instead of dying alone.
 """
 
 from __future__ import annotations
@@ -97,13 +99,28 @@ async def seek_to_committed_or_beginning(
 
 
 class Consumer(faust_aiokafka.Consumer):
+    offsets_frozen = False
+    """Set once an agent has crashed (`App._on_agent_error`): no offset is committed any more."""
+
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _commit_offsets(self, offsets: Mapping[Any, int], start_new_transaction: bool = True) -> bool:
+        """Faust's commit (every commit goes through here: the commit timer, a rebalance, the shutdown), except
+        after an agent crashed. ``take_events`` acks a batch when its generator is closed, and an agent that
+        raised leaves that to garbage collection (the exception's traceback holds the generator meanwhile):
+        were it collected before the worker's last commit, the group would move past records that were never
+        processed and the restarted worker would skip them. With nothing committed after a crash, it cannot."""
+        if self.offsets_frozen:
+            log.warning("not committing offsets %s: an agent crashed, its batch is processed again", dict(offsets))
+            return False
+        return bool(await super()._commit_offsets(offsets, start_new_transaction=start_new_transaction))
 
 
 class App(faust.App):
     """faust.App with the fixes above: flow control that keeps running queues, fetching held until sought,
-    a seek to the committed offsets that rewinds uncommitted partitions too."""
+    a seek to the committed offsets that rewinds uncommitted partitions too; and an agent's crash is the
+    worker's."""
 
     @cached_property
     def flow_control(self) -> FlowControlEvent:
@@ -132,3 +149,22 @@ class App(faust.App):
         are dropped by faust and fetched again from the committed offsets (from the beginning of a partition
         with none: see `ConsumerThread`), so nothing is skipped."""
         self.consumer.stop_flow()
+
+    async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:
+        """An agent raised. Faust would commit what is acked and let the agent's supervisor restart the actor
+        around a task that has already ended: the stage stops consuming while the worker stays up, keeps its
+        partitions and looks healthy. Crash the app instead, committing nothing more (see
+        `Consumer._commit_offsets`): mode marks the worker crashed, the worker stops, and after its shutdown
+        re-raises the exception, so the process exits non-zero (1) and an orchestrator restarts it from the
+        committed offsets (the failed batch is processed again)."""
+        consumer = self.consumer
+        if isinstance(consumer, Consumer):
+            consumer.offsets_frozen = True
+        log.critical(
+            "agent %s crashed (%s: %s): stopping the worker with a non-zero exit code",
+            getattr(agent, "name", agent),
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
+        await self.crash(exc)
