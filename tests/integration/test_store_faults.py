@@ -232,6 +232,45 @@ async def test_a_permanent_store_error_dead_letters_its_batch_and_the_worker_goe
     assert refused_metric == dead_metric == len(letters)
 
 
+async def test_a_permanent_store_error_in_the_errors_stage_dead_letters_that_feedback(kafka_bootstrap, tmp_path):
+    feedback = _feedback(16)
+    ns = Namespace(kafka_bootstrap, tmp_path, **_faults(1.0, "permanent", MEMSTREAM_STORE_FAULTS__LIMIT="1"))
+    await ns.create_topics()
+    log = UpdateLog()
+    wanted = {f.event_id for f in feedback}
+    try:
+        worker = ns.start_worker("w", "errors,metrics")
+        async with TopicReader(ns.kafka, ns.kafka.topics.memory_updates) as updates:
+            async with TopicReader(ns.kafka, ns.kafka.topics.dead_letters) as dead:
+                async with Publisher(ns.kafka) as pub:
+                    await pub.publish_many(feedback[:8])
+                    await pub.publish_many(feedback[8:])
+
+                def refused() -> list[DeadLetter]:
+                    return [decode(raw, DeadLetter) for raw in dead.values]
+
+                def refused_ids() -> set[str]:
+                    return {decode(base64.b64decode(d.raw_b64), FeedbackEvent).event_id for d in refused()}
+
+                deadline = time.monotonic() + 120
+                while log.ids(UpdateKind.ERROR_STORED) | refused_ids() != wanted:
+                    assert time.monotonic() < deadline, f"{len(log.ids(UpdateKind.ERROR_STORED))} stored:\n{ns.logs()}"
+                    assert worker.poll() is None, ns.logs()
+                    log.add(await updates.poll())
+                    await dead.poll(0.1)
+        assert worker.poll() is None, f"the worker died:\n{ns.logs()}"
+        refused_metric = _metric(ns.ports["w"], "memstream_store_refused_total", "errors")
+    finally:
+        ns.stop_workers()
+    print(f"{len(log.ids(UpdateKind.ERROR_STORED))} stored, {len(refused_ids())} refused")
+    assert refused() and log.ids(UpdateKind.ERROR_STORED) and not log.ids(UpdateKind.ERROR_STORED) & refused_ids()
+    for letter in refused():
+        assert letter.stage == "errors" and letter.source_topic == ns.kafka.topics.feedback
+        assert letter.reason.startswith("store refused the batch: writing "), letter.reason
+        assert "failed for good: ValueError: injected permanent store error in an upsert of " in letter.reason
+    assert refused_metric == len(refused())
+
+
 async def test_an_agent_crash_makes_the_worker_exit_non_zero_and_nothing_is_skipped(kafka_bootstrap, tmp_path):
     rng = random.Random(SEED + 2)
     stream = conversation("tenant0", "user0", "c0", 30, rng)
