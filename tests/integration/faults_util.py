@@ -3,6 +3,7 @@ a private broker, and a look inside a stopped worker's embedded store."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import time
@@ -540,6 +541,35 @@ async def kill_point(kafka: KafkaSettings, group: str, consumed: Iterable[str], 
     committed = {t: await committed_offsets(kafka, group, t) for t in consumed}
     ends = {t: await end_offsets(kafka, t) for t in [*consumed, *seen]}
     return KillPoint(committed, ends)
+
+
+async def watch_rebalance(
+    kafka: KafkaSettings, group: str, gone: str, consumed: Iterable[str], seen: Iterable[str] = (), every: float = 0.2
+) -> KillPoint:
+    """The survivors' window at the rebalance a SIGKILL causes: start it right after the kill of the member
+    whose client id is `gone`. A rebalance revokes every partition, and at least once each survivor then
+    processes again what it had processed on its own partitions without committing. Returns the group's
+    committed offsets as last seen before the rebalance (while the group was still stable with the dead
+    member in it: a survivor commits no less at its revocation) and the topics' ends once the group is
+    stable again without it (everything a survivor processed before its revocation is below them)."""
+    consumed, seen = list(consumed), list(seen)
+    committed: dict[str, dict[int, int]] | None = None
+    while True:
+        async with admin_client(kafka) as admin:
+            (response,) = await admin.describe_consumer_groups([group])
+            state = response.groups[0][2]
+            clients = {member[-4] for member in response.groups[0][5]}
+            if state == "Stable" and gone in clients:
+                offsets = await admin.list_consumer_group_offsets(group)
+                committed = {
+                    t: {tp.partition: m.offset for tp, m in offsets.items() if tp.topic == t and m.offset >= 0}
+                    for t in consumed
+                }
+        if state == "Stable" and gone not in clients and clients:
+            assert committed is not None, f"the group was never seen stable with {gone} in it"
+            ends = {t: await end_offsets(kafka, t) for t in [*consumed, *seen]}
+            return KillPoint(committed, ends)
+        await asyncio.sleep(every)
 
 
 def _window(kill: KillPoint, topic: str, partitions: Iterable[int]) -> dict[int, tuple[int, int]]:
