@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test install lint kafka-up kafka-down bench clean
+.PHONY: demo test install lint kafka-up kafka-down bench clean faults-nightly
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ demo: $(STAMP)
 test: kafka-up
 	$(BIN)/python -m pytest -q tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest ran no tests" >&2; exit 1; fi; exit $$rc
+
+# The fault suite at nightly size: 10,000 events, three seeds; prints lost / identical / divergent per seed.
+faults-nightly: kafka-up
+	bash .ci/faults-nightly
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
