@@ -91,7 +91,13 @@ def _session(rng: np.random.Generator, session: str, n: int) -> list[tuple[Inter
         )
         events.append((event, vector / np.linalg.norm(vector)))
     end = InteractionEvent(
-        event_id=f"{session}-end", tenant_id="t", user_id="u", session_id=session, ts=100.0 + n, kind="session_end", text=""
+        event_id=f"{session}-end",
+        tenant_id="t",
+        user_id="u",
+        session_id=session,
+        ts=100.0 + n,
+        kind="session_end",
+        text="",
     )
     return [*events, (end, np.zeros(0, np.float32))]
 
