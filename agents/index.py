@@ -101,8 +101,8 @@ def register(app: faust.App, topics, runtime: Runtime) -> None:
             async def write() -> None:
                 store = await runtime.stage_store()
                 if event_points:  # events first: an episode is never stored before its events
-                    with metrics.store_timer("upsert_events"):
-                        await store.upsert_events(event_points)
+                    with metrics.store_timer("upsert_events"):  # a replayed sealed member keeps its episode
+                        await store.add_events(event_points)
                 if episode_points:  # an opened episode has no centroid yet: announced, not stored
                     with metrics.store_timer("episode_context"):  # members first: index and context vectors
                         await store.apply_episode_context(episode_points, settings.recall.context_beta)

@@ -146,6 +146,26 @@ class MemoryStore(abc.ABC):
     async def upsert_events(self, points: Sequence[EventPoint]) -> None:
         await self._upsert_records(Collection.EVENTS, points)
 
+    async def add_events(self, points: Sequence[EventPoint]) -> int:
+        """Write arriving events, except those already stored as members of a sealed episode: an event seen
+        again after its episode's seal was applied (a replay of an earlier stage) carries no episode, and
+        rewriting it would drop its episode index and context vectors. The same event id is the same event
+        (its text, and its vector: the embedder's output does not depend on its batch), so nothing is lost.
+        One read per tenant of the batch. Returns how many were written."""
+        by_tenant: dict[str, list[str]] = {}
+        for point in points:
+            if point.episode_index is None:
+                by_tenant.setdefault(require_tenant(point.tenant_id), []).append(point.event_id)
+        placed = {
+            (tenant_id, e.event_id)
+            for tenant_id, ids in by_tenant.items()
+            for e in await self.events_by_ids(tenant_id, ids)
+            if e.episode_index is not None
+        }
+        fresh = [p for p in points if (p.tenant_id, p.event_id) not in placed]
+        await self.upsert_events(fresh)
+        return len(fresh)
+
     async def upsert_episodes(self, points: Sequence[EpisodePoint]) -> None:
         await self._upsert_records(Collection.EPISODES, points)
 

@@ -158,6 +158,25 @@ async def test_replay_overwrites_never_duplicates(store: MemoryStore, rng):
     assert (await store.episodes_by_index("t", "s", [0]))[0].state == "sealed"
 
 
+async def test_a_replayed_event_keeps_its_sealed_episode(store: MemoryStore, rng):
+    """The index stage writes arriving events with add_events: an event seen again after its episode's seal
+    was applied (a replay) must not lose the episode index and context vectors the seal gave it."""
+    members = [event("t", "u", "s", f"s-e0-{j}", float(j), unit(rng)) for j in range(2)]
+    assert await store.add_events(members) == 2
+    sealed = episode("t", "u", "s", 0, unit(rng), state="sealed")
+    assert await store.apply_episode_context([sealed], 0.5) == 2
+    before = await store.events_by_ids("t", [m.event_id for m in members], with_vectors=True)
+    assert [e.episode_index for e in before] == [0, 0]
+
+    later = event("t", "u", "s", "s-e1-0", 3.0, unit(rng))
+    assert await store.add_events([*members, later]) == 1  # the replayed members are left as they are
+    after = await store.events_by_ids("t", [m.event_id for m in members], with_vectors=True)
+    assert [e.episode_index for e in after] == [0, 0]
+    assert [e.episode_index for e in await store.events_by_ids("t", ["s-e1-0"])] == [None]
+    await store.upsert_events(members)  # what the index stage did before: the seal's work is undone
+    assert [e.episode_index for e in await store.events_by_ids("t", [m.event_id for m in members])] == [None, None]
+
+
 async def test_event_fields_round_trip(store: MemoryStore, rng):
     v = unit(rng)
     e = EventPoint(
