@@ -121,10 +121,11 @@ def summarise(
     rates: dict[int, dict[str, list[float]]],
     loads: dict[int, dict[str, list[float]]],
     max_other_load: float,
+    pairs: Sequence[tuple[str, str]] = PAIRS,
 ) -> dict[str, dict[str, Any]]:
     """The per-batch tables from the per-repetition measurements: per engine, sentences/s (median, min,
-    max) and the other-process load of its turns; per ratio, the per-repetition ratios' median and spread,
-    the largest load behind it and its quiet flag."""
+    max) and the other-process load of its turns; per ratio (``pairs``: numerator, denominator), the
+    per-repetition ratios' median and spread, the largest load behind it and its quiet flag."""
     table: dict[str, dict[str, Any]] = {}
     for batch, by_engine in rates.items():
         row: dict[str, Any] = {
@@ -138,7 +139,7 @@ def summarise(
             f"{top}/{bottom}": cpu_load.ratio_report(
                 by_engine[top], by_engine[bottom], loads[batch][top] + loads[batch][bottom], max_other_load
             )
-            for top, bottom in PAIRS
+            for top, bottom in pairs
             if top in by_engine and bottom in by_engine
         }
         table[str(batch)] = row

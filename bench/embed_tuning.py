@@ -21,7 +21,6 @@ min, max) per option and the per-repetition ratio option/shipped with its quiet 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ import typer
 
 from bench import cpu_load
 from bench.corpus import wiki_sentences
-from bench.embed import DEFAULT_MAX_OTHER_LOAD, turn_order
+from bench.embed import DEFAULT_MAX_OTHER_LOAD, _one_pass, summarise, turn_order
 from memstream.models.onnx_cache import available_cpus
 
 Encode = Callable[[list[str]], np.ndarray]
@@ -110,32 +109,12 @@ def run(
                 for name in turn_order(names, rep, index):
                     bar.update(task, description=f"{variant} repetition {rep + 1}, batch {batch}: {name}")
                     before = cpu_load.sample()
-                    started = time.perf_counter()
-                    for i in range(0, len(sentences), batch):
-                        engines[name](sentences[i : i + batch])
-                    rates[batch][name].append(len(sentences) / (time.perf_counter() - started))
+                    rate, _ = _one_pass(engines[name], sentences, batch)
+                    rates[batch][name].append(rate)
                     loads[batch][name].append(cpu_load.other_load(before, cpu_load.sample()))
                     bar.advance(task)
-    per_batch: dict[str, Any] = {}
-    for batch in batch_sizes:
-        row: dict[str, Any] = {
-            name: {
-                "per_s": cpu_load.spread(rates[batch][name], digits=1),
-                "other_load": cpu_load.spread(loads[batch][name], digits=3),
-            }
-            for name in names
-        }
-        row["ratios"] = {
-            f"{name}/shipped": cpu_load.ratio_report(
-                rates[batch][name],
-                rates[batch]["shipped"],
-                loads[batch][name] + loads[batch]["shipped"],
-                max_other_load,
-            )
-            for name in names
-            if name != "shipped"
-        }
-        per_batch[str(batch)] = row
+    pairs = [(name, "shipped") for name in names if name != "shipped"]
+    per_batch = summarise(rates, loads, max_other_load, pairs)
     return {
         "variant": variant,
         "sentences": len(sentences),
