@@ -7,8 +7,6 @@ moved on at the end of the batch (`SessionStore.save`)."""
 
 from __future__ import annotations
 
-import asyncio
-
 import hypothesis.strategies as st
 import numpy as np
 from hypothesis import given, settings
@@ -17,29 +15,7 @@ from memstream.agents.segment import refused_by_owner
 from memstream.agents.session_store import Session, SessionStore
 from memstream.models.segmenter import Segmenter
 from memstream.streams.contracts import InteractionEvent
-
-
-class _Signal:
-    def __init__(self) -> None:
-        self.receivers = []
-
-    def connect(self, fn):
-        self.receivers.append(fn)
-        return fn
-
-    def send(self) -> None:
-        for fn in self.receivers:
-            asyncio.run(fn(None, set()))
-
-
-class _App:
-    def __init__(self) -> None:
-        self.tables: dict[str, dict] = {}
-        self.on_partitions_revoked = _Signal()
-        self.on_partitions_assigned = _Signal()
-
-    def Table(self, name: str, **_: object) -> dict:
-        return self.tables.setdefault(name, {})
+from tests.unit.fake_faust import FakeApp
 
 
 def _event(i: int, tenant: str, session: str, user: str, kind: str = "message") -> InteractionEvent:
@@ -63,7 +39,7 @@ class SegmentStage:
     """The segment agent's ownership and state steps, batch by batch, over one table that outlives restarts."""
 
     def __init__(self, cache_size: int) -> None:
-        self.app = _App()
+        self.app = FakeApp()
         self.cache_size = cache_size
         self.segmenter = Segmenter()
         self.restart()

@@ -2,36 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 
 from memstream.agents.session_store import Session, SessionStore
 from memstream.models.segmenter import Segmenter
 from memstream.models.session_state import SessionState
-
-
-class _Signal:
-    def __init__(self) -> None:
-        self.receivers = []
-
-    def connect(self, fn):
-        self.receivers.append(fn)
-        return fn
-
-    def send(self) -> None:
-        for fn in self.receivers:
-            asyncio.run(fn(None, set()))
-
-
-class _App:
-    def __init__(self) -> None:
-        self.tables: dict[str, dict] = {}
-        self.on_partitions_revoked = _Signal()
-        self.on_partitions_assigned = _Signal()
-
-    def Table(self, name: str, **_: object) -> dict:
-        return self.tables.setdefault(name, {})
+from tests.unit.fake_faust import FakeApp
 
 
 def _vectors(n: int, seed: int = 0) -> np.ndarray:
@@ -39,7 +15,7 @@ def _vectors(n: int, seed: int = 0) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def _store(app: _App, cache_size: int = 0) -> SessionStore:
+def _store(app: FakeApp, cache_size: int = 0) -> SessionStore:
     return SessionStore(app, "a", 4, cache_size=cache_size, dedupe_window=8)
 
 
@@ -50,7 +26,7 @@ def _push(seg: Segmenter, session: Session, start: int, n: int) -> None:
 
 
 def test_a_state_survives_a_restart_with_each_vector_stored_once() -> None:
-    app, seg, key = _App(), Segmenter(), b"t/s"
+    app, seg, key = FakeApp(), Segmenter(), b"t/s"
     store = _store(app)
     session = store.load(key)
     _push(seg, session, 0, 40)
@@ -71,7 +47,7 @@ def test_a_state_survives_a_restart_with_each_vector_stored_once() -> None:
 
 
 def test_cached_states_are_taken_out_while_in_use_and_dropped_at_a_rebalance() -> None:
-    app, seg, key = _App(), Segmenter(), b"t/s"
+    app, seg, key = FakeApp(), Segmenter(), b"t/s"
     store = _store(app, cache_size=2)
     session = store.load(key)
     _push(seg, session, 0, 10)
@@ -88,7 +64,7 @@ def test_cached_states_are_taken_out_while_in_use_and_dropped_at_a_rebalance() -
 
 
 def test_a_state_stored_with_inline_vectors_moves_them_out_of_its_header() -> None:
-    app, seg, key = _App(), Segmenter(), b"t/s"
+    app, seg, key = FakeApp(), Segmenter(), b"t/s"
     state = SessionState()
     for i, v in enumerate(_vectors(12)):
         seg.push(state, f"e{i}", float(i), v)
@@ -102,7 +78,7 @@ def test_a_state_stored_with_inline_vectors_moves_them_out_of_its_header() -> No
 
 
 def test_a_state_whose_vectors_were_lost_goes_on_with_nothing_buffered(caplog) -> None:
-    app, seg, key = _App(), Segmenter(), b"t/s"
+    app, seg, key = FakeApp(), Segmenter(), b"t/s"
     store = _store(app)
     session = store.load(key)
     _push(seg, session, 0, 12)
