@@ -52,19 +52,24 @@ NAMED_SETS = ("wiki", "demo")
 
 
 def load_records(input_path: Path | str | None) -> list[dict[str, Any]]:
-    """Records of a file or a named set (``wiki``: the default, ``demo``)."""
-    from bench.segmentation_data import load_demo_set, load_dev_set, load_jsonl
+    """Records of a file, a named set (``wiki``: the default, ``demo``), or ``histories:FILE`` (chat
+    histories built from the dialogues of FILE, `bench.segmentation_data.load_histories_set`)."""
+    from bench.segmentation_data import HISTORIES, load_demo_set, load_dev_set, load_histories_set, load_jsonl
 
     if input_path is None or str(input_path) == "wiki":
         return [dict(r) for r in load_dev_set()]
     if str(input_path) == "demo":
         return [dict(r) for r in load_demo_set()]
+    if str(input_path).startswith(HISTORIES):
+        return [dict(r) for r in load_histories_set(Path(str(input_path)[len(HISTORIES) :]))]
     return [dict(r) for r in load_jsonl(Path(input_path))]
 
 
 def dataset_name(input_path: Path | str | None) -> str:
     if input_path is None:
         return "wiki"
+    if str(input_path).startswith("histories:"):
+        return "histories-" + Path(str(input_path)[len("histories:") :]).stem
     return str(input_path) if str(input_path) in NAMED_SETS else Path(input_path).stem
 
 
@@ -185,7 +190,7 @@ def run(
         for method in methods:
             t = time.perf_counter()
             if method in configs:
-                texts = [r["text"] for r in records[s:e]] if Segmenter(configs[method]).surprise.needs_text else ()
+                texts = [r["text"] for r in records[s:e]] if Segmenter(configs[method]).needs_text else ()
                 values = lm_values[s:e] if configs[method].uses_lm else None
                 pred = memstream_boundaries(x, configs[method], texts, values, ts)
             else:

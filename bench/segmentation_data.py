@@ -85,6 +85,32 @@ def load_demo_set() -> list[Record]:
     ]
 
 
+HISTORIES = "histories:"  # input prefix: chat histories built from a dialogue set (`load_histories_set`)
+
+
+def load_histories_set(path: Path, people: int = 40, conversations: int = 10, seed: int = 0) -> list[Record]:
+    """Chat histories built from the dialogues of ``path``: each of ``people`` streams is ``conversations``
+    dialogues drawn at random (seeded), one after another, turns 20–120 s apart and conversations 3 hours to
+    3 days apart. The gold boundaries are the new conversations only, as in a set of people's real chat
+    histories: a topic shift inside a conversation is not one."""
+    import numpy as np
+
+    dialogues: dict[str, list[Record]] = {}
+    for record in load_jsonl(path):
+        dialogues.setdefault(record["stream"], []).append(record)
+    names = sorted(dialogues)
+    rng = np.random.default_rng(seed)
+    out: list[Record] = []
+    for person in range(people):
+        ts = 1.7e9 + 1e7 * person
+        picked = rng.choice(len(names), size=min(conversations, len(names)), replace=False)
+        for c, index in enumerate(picked):
+            for j, record in enumerate(dialogues[names[int(index)]]):
+                ts += float(rng.uniform(3 * 3600, 3 * 86400)) if c and not j else float(rng.uniform(20, 120)) * bool(j)
+                out.append(Record(stream=f"person{person}", text=record["text"], boundary=c > 0 and j == 0, ts=ts))
+    return out
+
+
 def load_jsonl(path: Path) -> list[Record]:
     """Records of a JSONL file (see the module doc for the two formats), streams contiguous."""
     import orjson

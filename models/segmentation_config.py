@@ -4,7 +4,7 @@ is sealed, and the most events a `models.session_state.SessionState` holds betwe
 State bound (`SegmentationConfig.state_bound`): between pushes the state holds at most
 ``max(max_len + lookahead, max_len + radius + ahead − 1, max_context + ahead − 1)`` events (a
 ``dim``-float16 vector, id, ts and score each), with ``lookahead = max(ahead + peak_wait,
-graph_context) − 1``; with the defaults 64 + 17 = 81 events, ≈ 60 kB at 384-d, plus ``window`` floats of
+graph_context) − 1``; with the defaults 64 + 23 = 87 events, ≈ 65 kB at 384-d, plus ``window`` floats of
 score history. An episode is sealed once ``lookahead`` events follow its provisional end (or at
 `models.segmenter.Segmenter.flush`); episodes hold between ``min_len`` (except a session's last) and
 ``max_len`` events.
@@ -20,10 +20,13 @@ __all__ = ["SegmentationConfig"]
 
 
 class SegmentationConfig(BaseModel):
-    """Knobs of the segmenter. The default score is multi-scale (dyadic scales 1…16, each standardised
-    against the session's own history, so no window length is tuned to one corpus); z_threshold, min_len
-    and the gap rule were checked on the dev sets (Wikipedia, TIAGE train+dev, the demo conversation) of
-    bench/eval_segmentation. gamma and warmup apply to the other scores (and warmup to each scale's history)."""
+    """Knobs of the segmenter. The default score is multi-scale: dyadic block scales 1…16, of which a
+    session uses those that fit its own correlation length, each standardised against the session's own
+    values around the event, plus the reply structure's cue. So no window length is tuned to one corpus, and
+    the waits (min_len, peak_wait) and the refinement radius shrink with the scales a session uses.
+    z_threshold, scale_band and the gap rule were checked on the dev sets (Wikipedia, TIAGE train+dev, the
+    demo conversation) of bench/eval_segmentation. gamma applies to the other scores; warmup to each scale's
+    reference too."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -68,18 +71,34 @@ class SegmentationConfig(BaseModel):
         default="multiscale",
         description="surprise: mean NLL of the look-ahead under the context (EM-LLM when "
         "ahead=1); contrast: minus their NLL under their own fit; symmetric: plus the same the other way; "
-        "multiscale: block dissimilarity either side of the event at each of `scales`, each a robust z-score "
-        "against its own history, averaged (embedding surprise only)",
+        "multiscale: block dissimilarity either side of the event at each of the `scales` that fit the session's "
+        "correlation length, each a robust z-score against that scale's values around the event, averaged "
+        "(embedding surprise only)",
     )
     scales: tuple[int, ...] = Field(
         default=(1, 2, 4, 8, 16),
         description="multiscale: events either side of an event its blocks hold (capped at ahead and max_context)",
     )
+    scale_select: Literal["correlation", "all"] = Field(
+        default="correlation",
+        description="multiscale: use the scales within scale_band times the session's correlation length "
+        "(models.correlation_length: how many events its topics' coherence lasts), or all of them",
+    )
+    scale_band: tuple[float, float] = Field(
+        default=(0.5, 2.0),
+        description="multiscale, scale_select=correlation: the scales w with low·τ ≤ w ≤ high·τ are used",
+    )
+    reply_cue: bool = Field(
+        default=True,
+        description="multiscale: add the reply structure's evidence (models.dialogue_acts: an answer to a "
+        "question continues its topic, a fresh question may open one) to the score",
+    )
     scale_combine: Literal["mean", "max"] = Field(
         default="mean", description="multiscale: the z-scores of the scales are averaged, or the largest is taken"
     )
     z_threshold: float = Field(
-        default=1.5, description="multiscale: an event is surprising when its mean robust z-score exceeds this"
+        default=1.25,
+        description="multiscale: an event is surprising when its mean robust z-score (plus the reply cue) exceeds this",
     )
     gap_s: float = Field(
         default=1800.0,
@@ -91,12 +110,20 @@ class SegmentationConfig(BaseModel):
         default=10.0, ge=1.0, description="a pause must also exceed this many times the session's median pause"
     )
     peak_wait: int = Field(
-        default=2, ge=0, description="a candidate waits this many events for a higher score (0 = first crossing)"
+        default=8,
+        ge=0,
+        description="a candidate waits this many events for a higher score (0 = first crossing); multiscale: "
+        "as many as the smallest scale the session uses, at most this",
     )
     gamma: float = Field(default=1.0, description="threshold = mean + gamma·std of the previous scores")
     window: int = Field(default=64, ge=2, description="how many previous scores the threshold looks at")
     warmup: int = Field(default=4, ge=2, description="no threshold (no surprise boundary) before this many scores")
-    min_len: int = Field(default=2, ge=1, description="events an episode holds before a surprise can close it")
+    min_len: int = Field(
+        default=8,
+        ge=1,
+        description="events an episode holds before a surprise can close it; multiscale: as many as the smallest "
+        "scale the session uses, at most this",
+    )
     max_len: int = Field(default=64, ge=2, description="an episode is cut when it reaches this many events")
     refine: Literal["modularity", "conductance", "none"] = Field(
         default="modularity", description="boundary refinement objective"
@@ -111,6 +138,8 @@ class SegmentationConfig(BaseModel):
             raise ValueError("min_len must not exceed max_len")
         if self.score == "multiscale" and (not self.scales or min(self.scales) < 1):
             raise ValueError("multiscale needs scales ≥ 1")
+        if not 0.0 < self.scale_band[0] <= self.scale_band[1]:
+            raise ValueError("scale_band needs 0 < low ≤ high")
         if self.refine != "none":
             if self.graph_context <= self.radius:
                 raise ValueError("graph_context must exceed radius")

@@ -9,11 +9,17 @@ Per event, in arrival order:
    ``"symmetric"`` is a two-sample likelihood ratio: the look-ahead's surprise under the look-back minus
    its surprise under its own fit, plus the same the other way round. It asks "are these two windows
    better explained apart?", and is not fooled by a window that is merely diverse. The default
-   ``"multiscale"`` scores event t at each of ``scales`` w (1, 2, 4, 8, 16): the dissimilarity of the
-   mean vectors of the w events before t and the w from t on (w = 1 is consecutive-turn coherence), each
-   a robust z-score against that scale's own history in the session, averaged over the scales; it is an
-   outlier above ``z_threshold``. Short topics show at the small scales, long ones at all of them, so the
-   windows need no tuning to the stream's topic length.
+   ``"multiscale"`` scores event t at the scales w (of 1, 2, 4, 8, 16) that fit the session's correlation
+   length τ (`models.correlation_length`: within ``scale_band`` × τ; all of them while τ is unknown): the
+   dissimilarity of the mean vectors of the w events before t and the w from t on (w = 1 is
+   consecutive-turn coherence), each a robust z-score against that scale's values around t (its
+   ``window`` before and the look-ahead the decision waits for, so a short session is judged from its
+   start), averaged, plus the reply structure's cue (`models.dialogue_acts`: an answer to a question
+   continues its topic, a fresh question may open one). It is an outlier above ``z_threshold``. The waits
+   (``min_len``, ``peak_wait``) and the refinement's radius follow the smallest scale used, and once a
+   session's long pauses have shown its conversations, an episode holds at least a typical conversation's
+   events. Blocks cut short by the context's start or the session's end are not compared (but at the
+   smallest scale), and a surprise at a flush needs a whole block of every scale after it.
 0. **Pause**: an event after a pause of ``gap_s`` seconds or more, and ``gap_ratio`` times the session's
    median pause, seals everything before it (as `Segmenter.flush` does) and opens a new episode.
    With ``surprise="lm"`` the score is EM-LLM's: the mean token NLL of t's text under a causal language
@@ -48,12 +54,16 @@ from typing import Literal
 import numpy as np
 
 from memstream.models.boundaries import exceeds
+from memstream.models.correlation_length import MAX_LAG, correlation_length, select_scales
+from memstream.models.dialogue_acts import is_question, reply_cue
 from memstream.models.refinement import best_split, similarity_graph
 from memstream.models.segmentation_config import SegmentationConfig
 from memstream.models.session_state import SessionState
 from memstream.models.surprise import LanguageModelSurprise, SurpriseContext, SurpriseModel, TokenScorer, make_surprise
 
 __all__ = ["EpisodeChange", "Segmenter"]
+
+_CONVERSATIONS_KEPT = 16  # pause-delimited conversation lengths a session remembers
 
 
 @dataclass
@@ -139,8 +149,15 @@ class Segmenter:
             raise ValueError(f"vector has {v.size} dimensions, session has {state.dim}")
         changes: list[EpisodeChange] = []
         if self._long_pause(state, float(ts)):  # a new conversation: everything before it is one or more episodes
+            state.conversations.append(state.seen - state.conversation_start)
+            del state.conversations[:-_CONVERSATIONS_KEPT]
+            state.conversation_start = state.seen
             changes.extend(self.flush(state))
         opening = state.open_from == state.seen  # nothing unsealed: this event opens an episode
+        if self._multiscale_on:
+            state.correlation.add(v, state.vectors[-MAX_LAG:])
+            if self.config.reply_cue:
+                state.acts.append(is_question(text))
         state.ids.append(str(event_id))
         state.ts.append(float(ts))
         if self.surprise.needs_text:
@@ -150,6 +167,8 @@ class Segmenter:
             state.lm.append(math.nan if lm_surprise is None else float(lm_surprise))
         state.vectors = np.concatenate([state.vectors, v[None, :]])
         state.seen += 1
+        if self._multiscale_on:
+            self._add_scale_values(state)
         if opening:
             state.episode_index += 1
             changes.append(self._opened(state, state.cur_start))
@@ -172,7 +191,17 @@ class Segmenter:
         changes.append(self._seal(state, state.seen))
         state.cursor = state.cur_start = state.seen
         self._drop_before(state, state.seen)
+        state.scale_values, state.scale_from = [], []  # the context starts afresh, and the scales' values with it
         return changes
+
+    @property
+    def needs_text(self) -> bool:
+        """Whether `push` needs each event's text (a text surprise model, or the reply cue)."""
+        return self.surprise.needs_text or (self._multiscale_on and self.config.reply_cue)
+
+    @property
+    def _multiscale_on(self) -> bool:
+        return self.config.score == "multiscale" and self.config.surprise == "embedding"
 
     # -- internals -------------------------------------------------------------------------------
     def _long_pause(self, state: SessionState, ts: float) -> bool:
@@ -195,12 +224,12 @@ class Segmenter:
             if state.pending is not None and (final or state.seen >= state.pending + cfg.refine_lag):
                 changes.extend(self._refine(state))
             elif state.cursor < state.seen and (final or state.cursor + cfg.ahead <= state.seen):
-                changes.extend(self._decide(state, state.cursor))
+                changes.extend(self._decide(state, state.cursor, final))
                 state.cursor += 1
             else:
                 return changes
 
-    def _decide(self, state: SessionState, d: int) -> list[EpisodeChange]:
+    def _decide(self, state: SessionState, d: int, final: bool) -> list[EpisodeChange]:
         cfg = self.config
         floor = state.cur_start if cfg.context == "episode" else state.base
         ctx_from = max(floor, d - cfg.max_context)
@@ -209,8 +238,10 @@ class Segmenter:
         multiscale = cfg.score == "multiscale" and cfg.surprise != "lm"
         if cfg.surprise == "lm":
             score = self._lm_score(state, d)
+        elif multiscale and cfg.surprise == "embedding":
+            score = self._multiscale(state, d, final)
         elif multiscale:
-            score = self._multiscale(state, ctx_from, d, min(d + cfg.ahead, state.seen))
+            score = self._multiscale_history(state, ctx_from, d, min(d + cfg.ahead, state.seen))
             if cfg.surprise == "blend":
                 score = self._blend(state, score, self._lm_score(state, d))
         else:
@@ -218,16 +249,23 @@ class Segmenter:
             if cfg.surprise == "blend":
                 score = self._blend(state, score, self._lm_score(state, d))
         length = d - state.cur_start
+        min_len, peak_wait, trusted = cfg.min_len, cfg.peak_wait, min(cfg.min_len, cfg.ahead)
+        known = self._known_scales(state) if multiscale and cfg.surprise == "embedding" else None
+        if known:  # shorter waits where the session's topics are short
+            min_len, peak_wait = min(min_len, min(known)), min(peak_wait, min(known))
+            trusted = min(max(known), cfg.ahead, cfg.max_context)  # a whole block of every scale it uses
+        if state.conversations:  # the session's pauses show its episodes' scale: a typical conversation
+            min_len = max(min_len, int(np.median(state.conversations)))
         scored = not math.isnan(score)  # an LM event without tokens says nothing
         if multiscale and cfg.surprise == "embedding":  # already a z-score against the session's own history
             outlier = scored and score > cfg.z_threshold
         else:
             outlier = scored and exceeds(score, state.history, cfg.gamma, cfg.warmup)
         # at a flush, a surprise leaves min_len events after it too (the look-ahead there is too short to trust)
-        eligible = d + min(cfg.min_len, cfg.ahead) <= state.seen
-        surprising = length >= cfg.min_len and outlier and eligible
+        eligible = d + trusted <= state.seen
+        surprising = length >= min_len and outlier and eligible
         if surprising and multiscale:  # a peak: no higher score among the min_len events before it
-            recent = np.asarray(state.scores[max(d - cfg.min_len, state.base) - state.base : d - state.base])
+            recent = np.asarray(state.scores[max(d - min_len, state.base) - state.base : d - state.base])
             surprising = not bool((recent[~np.isnan(recent)] >= score).any())
         if scored:
             state.history.append(score)
@@ -242,7 +280,7 @@ class Segmenter:
             last = min(d, state.cur_start + cfg.max_len)
             span = np.asarray(state.scores[first - state.base : last + 1 - state.base])
             boundary = first + int(np.argmax(np.where(np.isnan(span), -np.inf, span)))
-        elif state.armed is not None and d - state.armed >= cfg.peak_wait:
+        elif state.armed is not None and d - state.armed >= peak_wait:
             boundary = state.armed
         else:
             return []
@@ -260,26 +298,100 @@ class Segmenter:
         changes.append(self._opened(state, boundary))
         return changes
 
-    def _multiscale(self, state: SessionState, ctx_from: int, d: int, ahead_to: int) -> float:
-        """Multi-scale boundary score of event d: for each scale w, the dissimilarity 1 − cos of the mean
-        vectors of the w events before d and of the w events from d on (fewer where the context begins or,
-        at a flush, the session ends), as a robust z-score against that scale's previous ``window`` values
-        in this session; the mean over the scales. A topic shorter than a scale shows at the smaller ones, a long one
-        at all of them, and noise that only one scale sees is averaged away."""
+    def _scale_widths(self) -> list[int]:
+        cfg = self.config
+        return [min(scale, cfg.ahead, cfg.max_context) for scale in cfg.scales]
+
+    @staticmethod
+    def _block_value(state: SessionState, d: int, w: int, end: int) -> float:
+        """1 − cos of the summed vectors of the w events before d (from the context's start at most) and of
+        the w events from d on (up to ``end``)."""
+        b = state.base
+        back = state.vectors[max(b, d - w) - b : d - b].sum(axis=0)
+        ahead = state.vectors[d - b : min(end, d + w) - b].sum(axis=0)
+        norms = float(np.linalg.norm(back)) * float(np.linalg.norm(ahead))
+        return 1.0 - (float(back @ ahead) / norms if norms > 0.0 else 0.0)
+
+    def _add_scale_values(self, state: SessionState) -> None:
+        """Each scale's value at the event whose look-ahead block the newest event completes."""
+        widths = self._scale_widths()
+        if len(state.scale_values) != len(widths):
+            state.scale_values, state.scale_from = [[] for _ in widths], [0 for _ in widths]
+        for i, w in enumerate(widths):
+            d = state.seen - w
+            if d <= state.base:  # no event before it in the context
+                continue
+            if not state.scale_values[i]:
+                state.scale_from[i] = d
+            state.scale_values[i].append(self._block_value(state, d, w, state.seen))
+
+    def _scale_series(self, state: SessionState, i: int, w: int, final: bool) -> tuple[list[float], int]:
+        """Scale i's values and the index of the first; at a flush, extended to the session's last event
+        with look-ahead blocks cut short by its end."""
+        values = list(state.scale_values[i]) if i < len(state.scale_values) else []
+        first = state.scale_from[i] if values else state.base + 1
+        if final:
+            for d in range(max(first + len(values), state.base + 1), state.seen):
+                values.append(self._block_value(state, d, w, state.seen))
+        return values, first
+
+    def _known_scales(self, state: SessionState) -> tuple[int, ...] | None:
+        """The scales the session's correlation length selects; None while it is unknown (no structure
+        shows yet) or with ``scale_select="all"``."""
+        cfg = self.config
+        tau = None if cfg.scale_select == "all" else correlation_length(state.correlation)
+        return None if tau is None else select_scales(cfg.scales, tau, *cfg.scale_band)
+
+    def _chosen_scales(self, state: SessionState) -> tuple[int, ...]:
+        """The scales a score averages: those the session's correlation length selects, else all."""
+        return self._known_scales(state) or self.config.scales
+
+    def _multiscale(self, state: SessionState, d: int, final: bool) -> float:
+        """Multi-scale boundary score of event d. For each scale w that fits the session's correlation
+        length (`models.correlation_length`): the dissimilarity 1 − cos of the mean vectors of the w events
+        before d and of the w events from d on, as a robust z-score against that scale's values around d
+        (the ``window`` before it and the look-ahead the decision waits for, so a short session has a
+        reference from its start). The mean over the scales, plus the reply structure's evidence
+        (`models.dialogue_acts`). Short topics are seen at the small scales and long ones at the large
+        ones, and noise that only one scale sees is averaged away."""
+        cfg = self.config
+        widths = self._scale_widths()
+        chosen = set(self._chosen_scales(state))
+        zs: list[float] = []
+        for i, (scale, w) in enumerate(zip(cfg.scales, widths)):
+            cut_short = d - w < state.base or d + w > state.seen  # by the context's start or the session's end
+            if scale not in chosen or (cut_short and scale != min(chosen)):
+                continue  # a block cut short is less alike than a whole one: not compared
+            values, first = self._scale_series(state, i, w, final)
+            if not first <= d < first + len(values):
+                continue
+            lo, hi = max(first, d - cfg.window), min(first + len(values), d + cfg.ahead - w + 1)
+            zs.append(_robust_z(values[d - first], values[lo - first : hi - first], cfg.warmup))
+        if not zs:
+            return math.nan
+        score = float(np.max(zs)) if cfg.scale_combine == "max" else float(np.mean(zs))
+        if cfg.reply_cue and state.acts:
+            lo = max(state.base, d - cfg.max_context)
+            acts = state.acts[lo - state.base : min(state.seen, d + cfg.ahead) - state.base]
+            score += reply_cue(acts, d - lo)
+        return score
+
+    def _multiscale_history(self, state: SessionState, ctx_from: int, d: int, ahead_to: int) -> float:
+        """Multi-scale score for the blend: each scale's value at d as a robust z-score against its previous
+        ``window`` values in this session, averaged."""
         cfg = self.config
         b = state.base
-        if len(state.scale_history) != len(cfg.scales):
-            state.scale_history = [[] for _ in cfg.scales]
+        if len(state.scale_values) != len(cfg.scales):
+            state.scale_values, state.scale_from = [[] for _ in cfg.scales], [0 for _ in cfg.scales]
         zs: list[float] = []
-        for scale, history in zip(cfg.scales, state.scale_history):
-            w = min(scale, cfg.ahead, cfg.max_context)
+        for history, w in zip(state.scale_values, self._scale_widths()):
             back = state.vectors[max(ctx_from, d - w) - b : d - b].sum(axis=0)
             ahead = state.vectors[d - b : min(ahead_to, d + w) - b].sum(axis=0)
             norms = float(np.linalg.norm(back)) * float(np.linalg.norm(ahead))
             value = 1.0 - (float(back @ ahead) / norms if norms > 0.0 else 0.0)
-            zs.append(_robust_z(value, history, cfg.window, cfg.warmup))
-        if not zs:
-            return math.nan
+            zs.append(_robust_z(value, history, cfg.warmup) if len(history) else 0.0)
+            history.append(value)
+            del history[: -cfg.window]
         return float(np.max(zs)) if cfg.scale_combine == "max" else float(np.mean(zs))
 
     def _score(self, state: SessionState, ctx_from: int, d: int, ahead_to: int) -> float:
@@ -334,9 +446,13 @@ class Segmenter:
             lo = max(prev_start, b - cfg.graph_context)
             hi = min(b + cfg.graph_context, state.seen)
             # both sides stay within max_len: the events decided so far after the split included
-            first = max(b - cfg.radius, prev_start + cfg.min_len, lo + 1, state.cursor - cfg.max_len)
+            radius = cfg.radius
+            known = self._known_scales(state) if self._multiscale_on else None
+            if known:  # a boundary moves by less than the smallest block the session uses
+                radius = min(radius, min(known) // 2)
+            first = max(b - radius, prev_start + cfg.min_len, lo + 1, state.cursor - cfg.max_len)
             # and the episode it opens keeps min_len events where the session has them (at a flush)
-            last = min(b + cfg.radius, prev_start + cfg.max_len, hi - 1, max(b, state.seen - cfg.min_len))
+            last = min(b + radius, prev_start + cfg.max_len, hi - 1, max(b, state.seen - cfg.min_len))
             if first <= last:
                 adj = similarity_graph(state.vectors[lo - state.base : hi - state.base], cfg.sim_floor)
                 cands = np.arange(first, last + 1) - lo
@@ -367,6 +483,12 @@ class Segmenter:
         if self.config.context == "recent":
             keep_from = min(keep_from, state.cursor - self.config.max_context)
         self._drop_before(state, keep_from)
+        if self._multiscale_on:  # a scale's values are kept while a decision to come may look back at them
+            for i, values in enumerate(state.scale_values):
+                stale = state.cursor - self.config.window - state.scale_from[i]
+                if stale > 0 and values:
+                    del values[:stale]
+                    state.scale_from[i] += stale
 
     @staticmethod
     def _drop_before(state: SessionState, index: int) -> None:
@@ -378,6 +500,8 @@ class Segmenter:
             del state.texts[:n]
         if state.lm:
             del state.lm[:n]
+        if state.acts:
+            del state.acts[:n]
         state.vectors = state.vectors[n:].copy()
         state.base = index
 
@@ -386,19 +510,17 @@ class Segmenter:
         return EpisodeChange("opened", state.episode_index, state.ids[i:], state.ts[i], state.ts[-1])
 
 
-def _robust_z(value: float, history: list[float], window: int, warmup: int) -> float:
-    """z = (value − median)/spread of ``history``, spread = max(1.4826·MAD, std/2) (a history of mostly
-    equal values has MAD 0); 0 before ``warmup`` values or with no spread. Appends ``value`` to ``history``."""
-    z = 0.0
-    if len(history) >= max(warmup, 2):
-        past = np.asarray(history)
-        median = float(np.median(past))
-        spread = max(1.4826 * float(np.median(np.abs(past - median))), 0.5 * float(np.std(past)))
-        if spread > 1e-9 * (1.0 + abs(median)):
-            z = (value - median) / spread
-    history.append(value)
-    del history[:-window]
-    return z
+def _robust_z(value: float, reference: Sequence[float], warmup: int) -> float:
+    """z = (value − median)/spread of ``reference``, spread = max(1.4826·MAD, std/2) (a reference of mostly
+    equal values has MAD 0); 0 with fewer than ``warmup`` values or no spread."""
+    if len(reference) < max(warmup, 2):
+        return 0.0
+    values = np.asarray(reference)
+    median = float(np.median(values))
+    spread = max(1.4826 * float(np.median(np.abs(values - median))), 0.5 * float(np.std(values)))
+    if spread <= 1e-9 * (1.0 + abs(median)):
+        return 0.0
+    return (value - median) / spread
 
 
 def _standardise(value: float, history: list[float], window: int, warmup: int) -> float:

@@ -10,10 +10,12 @@ bytes decides exactly as one that did not): the state is written to the table's 
 and half the bytes is half the broker's and RocksDB's work, for a cosine error below 1e-3.
 
 Byte format (`SessionState.to_bytes`): ``MSEG``, the header's length (4 bytes, little-endian), the JSON
-header (counters, ids, ts, texts, scores with NaN as null, histories, the latest ts and pauses, ``"v": 3``),
-then the vectors as raw little-endian float16 rows, or nothing for a caller that stores each event's vector
-apart. Versions 1 (float32 vectors) and 2 (no per-scale history, latest ts or pauses: they start empty, so
-the first event after such a restart cannot be taken for a long pause) are still read. `SessionState.to_dict` is the same as JSON, the vectors in base64.
+header (counters, ids, ts, texts, acts, scores with NaN as null, histories, per-scale values, the latest ts
+and pauses, the correlation sums with their vector sum as base64 little-endian float32, ``"v": 4``), then the
+vectors as raw little-endian float16 rows, or nothing for a caller that stores each event's vector apart.
+Versions 1 (float32 vectors), 2 (no per-scale values, latest ts or pauses: they start empty, so the first
+event after such a restart cannot be taken for a long pause) and 3 (no correlation sums or acts: they start
+afresh) are still read. `SessionState.to_dict` is the same as JSON, the vectors in base64.
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ from typing import Any
 import numpy as np
 import orjson
 
+from memstream.models.correlation_length import MAX_LAG, CorrelationSums
+
 __all__ = ["STATE_VERSION", "SessionState"]
 
-STATE_VERSION = 3  # 1: float32 vectors; 2: no scale history, pauses or last ts (both still read)
+STATE_VERSION = 4  # 1: float32 vectors; 2: no scale history, pauses or last ts; 3: per-scale past values only
 _MAGIC = b"MSEG"
 _STORED = "<f2"  # dtype of stored vectors (version 2)
 
@@ -61,9 +65,14 @@ class SessionState:
     lm_context: list[int] = field(default_factory=list)  # the session's latest token ids (LM configs only)
     lm_history: list[float] = field(default_factory=list)  # blend: previous LM surprises
     emb_history: list[float] = field(default_factory=list)  # blend: previous embedding scores
-    scale_history: list[list[float]] = field(default_factory=list)  # multiscale: previous values per scale
+    scale_values: list[list[float]] = field(default_factory=list)  # multiscale: per scale, values from scale_from
+    scale_from: list[int] = field(default_factory=list)  # multiscale: the event index of each scale's first value
+    acts: list[bool] = field(default_factory=list)  # reply cue: whether each buffered event is a question
+    correlation: CorrelationSums = field(default_factory=CorrelationSums)  # multiscale: the session's running sums
     last_ts: float | None = None  # the latest event's ts (None: no event yet, or a version 1/2 state)
     gaps: list[float] = field(default_factory=list)  # the session's latest pauses between events, seconds
+    conversations: list[int] = field(default_factory=list)  # events in each of the latest pause-delimited conversations
+    conversation_start: int = 0  # the first event after the latest long pause
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
     def __len__(self) -> int:
@@ -90,9 +99,20 @@ class SessionState:
             "lm_context": self.lm_context,
             "lm_history": self.lm_history,
             "emb_history": self.emb_history,
-            "scale_history": self.scale_history,
+            "scale_values": self.scale_values,
+            "scale_from": self.scale_from,
+            "acts": self.acts,
+            "correlation": {
+                "count": self.correlation.count,
+                "sum": base64.b64encode(self.correlation.vector_sum.astype("<f4").tobytes()).decode(),
+                "lag_sums": self.correlation.lag_sums,
+                "lag_counts": self.correlation.lag_counts,
+                "lag1_squares": self.correlation.lag1_squares,
+            },
             "last_ts": self.last_ts,
             "gaps": self.gaps,
+            "conversations": self.conversations,
+            "conversation_start": self.conversation_start,
         }
 
     def drop_buffered(self) -> None:
@@ -100,7 +120,7 @@ class SessionState:
         and score history go on: the next event opens a new episode with a new index."""
         self.open_from = self.cursor = self.cur_start = self.base = self.seen
         self.pending = self.armed = None
-        self.ids, self.ts, self.texts, self.scores, self.lm = [], [], [], [], []
+        self.ids, self.ts, self.texts, self.scores, self.lm, self.acts = [], [], [], [], [], []
         self.vectors = np.zeros((0, self.dim), np.float32)
 
     def vector_bytes(self, i: int | None = None) -> bytes:
@@ -119,7 +139,7 @@ class SessionState:
 
     @classmethod
     def _load(cls, data: dict[str, Any], vector_bytes: bytes) -> SessionState:
-        if data.get("v") not in (1, 2, STATE_VERSION):
+        if data.get("v") not in (1, 2, 3, STATE_VERSION):
             raise ValueError(f"unsupported segmenter state version {data.get('v')!r}")
         dim = int(data["dim"])
         stored = "<f4" if data["v"] == 1 else _STORED
@@ -143,9 +163,14 @@ class SessionState:
             lm_context=[int(t) for t in data.get("lm_context", [])],
             lm_history=[float(h) for h in data.get("lm_history", [])],
             emb_history=[float(h) for h in data.get("emb_history", [])],
-            scale_history=[[float(h) for h in row] for row in data.get("scale_history", [])],
+            scale_values=[[float(h) for h in row] for row in data.get("scale_values", [])],
+            scale_from=[int(i) for i in data.get("scale_from", [])],
+            acts=[bool(a) for a in data.get("acts", [])],
+            correlation=_correlation(data.get("correlation")),
             last_ts=None if data.get("last_ts") is None else float(data["last_ts"]),
             gaps=[float(g) for g in data.get("gaps", [])],
+            conversations=[int(n) for n in data.get("conversations", [])],
+            conversation_start=int(data.get("conversation_start", 0)),
             vectors=raw.reshape(len(data["ids"]), dim) if dim else np.zeros((0, 0), np.float32),
         )
 
@@ -177,3 +202,16 @@ class SessionState:
                 return state
             raw = found
         return cls._load(header, raw)
+
+
+def _correlation(data: dict[str, Any] | None) -> CorrelationSums:
+    """The running sums of a header (a version 1–3 state has none: they start afresh)."""
+    if not data:
+        return CorrelationSums()
+    return CorrelationSums(
+        count=int(data["count"]),
+        vector_sum=np.frombuffer(base64.b64decode(data["sum"]), dtype="<f4").astype(np.float32),
+        lag_sums=[float(x) for x in data["lag_sums"]][:MAX_LAG],
+        lag_counts=[int(x) for x in data["lag_counts"]][:MAX_LAG],
+        lag1_squares=float(data.get("lag1_squares", 0.0)),
+    )

@@ -11,12 +11,16 @@ import typer
 from memstream.cli.source_tree import bench_module
 
 NAMED = ("wiki", "demo")
+HISTORIES = "histories:"
 
 
 def _check(inputs: list[str]) -> list[str]:
     for value in inputs:
-        if value not in NAMED and not Path(value).is_file():
-            raise typer.BadParameter(f"{value!r} is neither a file nor one of {', '.join(NAMED)}", param_hint="--input")
+        path = value[len(HISTORIES) :] if value.startswith(HISTORIES) else value
+        if value not in NAMED and not Path(path).is_file():
+            raise typer.BadParameter(
+                f"{value!r} is neither a file, histories:FILE nor one of {', '.join(NAMED)}", param_hint="--input"
+            )
     return inputs
 
 
@@ -47,7 +51,9 @@ def eval_segmentation(
         [],
         "--input",
         help='JSONL of {"stream", "text", "boundary"[, "ts", "role"]} records (or event records), or a named '
-        "set: wiki (the Wikipedia dev set, the default), demo (the demo conversation); repeat for several sets",
+        "set: wiki (the Wikipedia dev set, the default), demo (the demo conversation), histories:FILE (chat "
+        "histories built from FILE's dialogues: a new conversation after a long pause is the only gold boundary); "
+        "repeat for several sets",
     ),
     json_out: bool = typer.Option(False, "--json", help="print the full result as JSON"),
     lm: bool = typer.Option(
