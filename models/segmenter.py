@@ -19,7 +19,7 @@ Per event, in arrival order:
    (``min_len``, ``peak_wait``) and the refinement's radius follow the smallest scale used, and once a
    session's long pauses have shown its conversations, an episode holds at least a typical conversation's
    events. Blocks cut short by the context's start or the session's end are not compared (but at the
-   smallest scale), and a surprise at a flush needs a whole block of every scale after it.
+   smallest scale), and a surprise at a flush needs a look-ahead as long as the scales used, on average.
 0. **Pause**: an event after a pause of ``gap_s`` seconds or more, and ``gap_ratio`` times the session's
    median pause, seals everything before it (as `Segmenter.flush` does) and opens a new episode.
    With ``surprise="lm"`` the score is EM-LLM's: the mean token NLL of t's text under a causal language
@@ -253,7 +253,8 @@ class Segmenter:
         known = self._known_scales(state) if multiscale and cfg.surprise == "embedding" else None
         if known:  # shorter waits where the session's topics are short
             min_len, peak_wait = min(min_len, min(known)), min(peak_wait, min(known))
-            trusted = min(max(known), cfg.ahead, cfg.max_context)  # a whole block of every scale it uses
+            # at a flush, a look-ahead as long as the scales used, on average (one scale alone is noisy)
+            trusted = min(math.ceil(float(np.mean(known))), cfg.ahead, cfg.max_context)
         if state.conversations:  # the session's pauses show its episodes' scale: a typical conversation
             min_len = max(min_len, int(np.median(state.conversations)))
         scored = not math.isnan(score)  # an LM event without tokens says nothing
@@ -321,8 +322,8 @@ class Segmenter:
             d = state.seen - w
             if d <= state.base:  # no event before it in the context
                 continue
-            if not state.scale_values[i]:
-                state.scale_from[i] = d
+            if not state.scale_values[i] or state.scale_from[i] + len(state.scale_values[i]) != d:
+                state.scale_values[i], state.scale_from[i] = [], d  # (re)start after a gap: buffered events lost
             state.scale_values[i].append(self._block_value(state, d, w, state.seen))
 
     def _scale_series(self, state: SessionState, i: int, w: int, final: bool) -> tuple[list[float], int]:

@@ -121,6 +121,7 @@ class SessionState:
         self.open_from = self.cursor = self.cur_start = self.base = self.seen
         self.pending = self.armed = None
         self.ids, self.ts, self.texts, self.scores, self.lm, self.acts = [], [], [], [], [], []
+        self.scale_values, self.scale_from = [], []
         self.vectors = np.zeros((0, self.dim), np.float32)
 
     def vector_bytes(self, i: int | None = None) -> bytes:

@@ -172,6 +172,21 @@ def test_state_without_vectors_takes_them_back_by_event_id() -> None:
     assert SessionState.from_bytes(SessionState().to_bytes(vectors=False)).ids == []  # nothing to fetch
 
 
+def test_a_state_whose_vectors_were_lost_goes_on_with_the_next_events() -> None:
+    """Nothing buffered comes back; the scales' values restart with the new events instead of being
+    misaligned with them, and the later events are all sealed, in order."""
+    x, _ = topic_stream([10, 10, 10, 10], seed=8)
+    seg, state = Segmenter(), SessionState()
+    for i, v in enumerate(x[:20]):
+        seg.push(state, f"e{i}", float(i), v)
+    back = SessionState.from_bytes(state.to_bytes(vectors=False), lambda ids: None)
+    assert back.ids == [] and back.scale_values == [] and back.seen == 20
+    out = [c for i, v in enumerate(x[20:], start=20) for c in seg.push(back, f"e{i}", float(i), v)]
+    out += seg.flush(back)
+    assert [i for c in sealed(out) for i in c.event_ids] == [f"e{i}" for i in range(20, 40)]
+    assert all(f + len(v) <= back.seen for f, v in zip(back.scale_from, back.scale_values))
+
+
 def test_flush_seals_all_and_the_session_goes_on() -> None:
     x, _ = topic_stream([10, 10], seed=7)
     seg, state = Segmenter(), SessionState()
