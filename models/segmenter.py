@@ -304,11 +304,11 @@ class Segmenter:
         return [min(scale, cfg.ahead, cfg.max_context) for scale in cfg.scales]
 
     @staticmethod
-    def _block_value(state: SessionState, d: int, w: int, end: int) -> float:
-        """1 − cos of the summed vectors of the w events before d (from the context's start at most) and of
-        the w events from d on (up to ``end``)."""
+    def _block_value(state: SessionState, d: int, w: int, end: int, start: int | None = None) -> float:
+        """1 − cos of the summed vectors of the w events before d (from ``start``, default the context's
+        start, at most) and of the w events from d on (up to ``end``)."""
         b = state.base
-        back = state.vectors[max(b, d - w) - b : d - b].sum(axis=0)
+        back = state.vectors[max(b if start is None else start, d - w) - b : d - b].sum(axis=0)
         ahead = state.vectors[d - b : min(end, d + w) - b].sum(axis=0)
         norms = float(np.linalg.norm(back)) * float(np.linalg.norm(ahead))
         return 1.0 - (float(back @ ahead) / norms if norms > 0.0 else 0.0)
@@ -381,15 +381,11 @@ class Segmenter:
         """Multi-scale score for the blend: each scale's value at d as a robust z-score against its previous
         ``window`` values in this session, averaged."""
         cfg = self.config
-        b = state.base
         if len(state.scale_values) != len(cfg.scales):
             state.scale_values, state.scale_from = [[] for _ in cfg.scales], [0 for _ in cfg.scales]
         zs: list[float] = []
         for history, w in zip(state.scale_values, self._scale_widths()):
-            back = state.vectors[max(ctx_from, d - w) - b : d - b].sum(axis=0)
-            ahead = state.vectors[d - b : min(ahead_to, d + w) - b].sum(axis=0)
-            norms = float(np.linalg.norm(back)) * float(np.linalg.norm(ahead))
-            value = 1.0 - (float(back @ ahead) / norms if norms > 0.0 else 0.0)
+            value = self._block_value(state, d, w, ahead_to, start=ctx_from)
             zs.append(_robust_z(value, history, cfg.warmup) if len(history) else 0.0)
             history.append(value)
             del history[: -cfg.window]
