@@ -68,8 +68,10 @@ def load_records(input_path: Path | str | None) -> list[dict[str, Any]]:
 def dataset_name(input_path: Path | str | None) -> str:
     if input_path is None:
         return "wiki"
-    if str(input_path).startswith("histories:"):
-        return "histories-" + Path(str(input_path)[len("histories:") :]).stem
+    from bench.segmentation_data import HISTORIES
+
+    if str(input_path).startswith(HISTORIES):
+        return "histories-" + Path(str(input_path)[len(HISTORIES) :]).stem
     return str(input_path) if str(input_path) in NAMED_SETS else Path(input_path).stem
 
 

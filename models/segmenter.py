@@ -236,21 +236,20 @@ class Segmenter:
         if d <= ctx_from:  # no context to be surprising against (an episode's or session's first event)
             return []
         multiscale = cfg.score == "multiscale" and cfg.surprise != "lm"
+        known = self._known_scales(state) if self._multiscale_on else None  # once per decision
         if cfg.surprise == "lm":
             score = self._lm_score(state, d)
-        elif multiscale and cfg.surprise == "embedding":
-            score = self._multiscale(state, d, final)
-        elif multiscale:
+        elif self._multiscale_on:
+            score = self._multiscale(state, d, final, known or cfg.scales)
+        elif multiscale:  # the blend's embedding side
             score = self._multiscale_history(state, ctx_from, d, min(d + cfg.ahead, state.seen))
-            if cfg.surprise == "blend":
-                score = self._blend(state, score, self._lm_score(state, d))
+            score = self._blend(state, score, self._lm_score(state, d))
         else:
             score = self._score(state, ctx_from, d, min(d + cfg.ahead, state.seen))
             if cfg.surprise == "blend":
                 score = self._blend(state, score, self._lm_score(state, d))
         length = d - state.cur_start
         min_len, peak_wait, trusted = cfg.min_len, cfg.peak_wait, min(cfg.min_len, cfg.ahead)
-        known = self._known_scales(state) if multiscale and cfg.surprise == "embedding" else None
         if known:  # shorter waits where the session's topics are short
             min_len, peak_wait = min(min_len, min(known)), min(peak_wait, min(known))
             # at a flush, a look-ahead as long as the scales used, on average (one scale alone is noisy)
@@ -258,7 +257,7 @@ class Segmenter:
         if state.conversations:  # the session's pauses show its episodes' scale: a typical conversation
             min_len = max(min_len, int(np.median(state.conversations)))
         scored = not math.isnan(score)  # an LM event without tokens says nothing
-        if multiscale and cfg.surprise == "embedding":  # already a z-score against the session's own history
+        if self._multiscale_on:  # already a z-score against the session's own values
             outlier = scored and score > cfg.z_threshold
         else:
             outlier = scored and exceeds(score, state.history, cfg.gamma, cfg.warmup)
@@ -343,13 +342,9 @@ class Segmenter:
         tau = None if cfg.scale_select == "all" else correlation_length(state.correlation)
         return None if tau is None else select_scales(cfg.scales, tau, *cfg.scale_band)
 
-    def _chosen_scales(self, state: SessionState) -> tuple[int, ...]:
-        """The scales a score averages: those the session's correlation length selects, else all."""
-        return self._known_scales(state) or self.config.scales
-
-    def _multiscale(self, state: SessionState, d: int, final: bool) -> float:
-        """Multi-scale boundary score of event d. For each scale w that fits the session's correlation
-        length (`models.correlation_length`): the dissimilarity 1 − cos of the mean vectors of the w events
+    def _multiscale(self, state: SessionState, d: int, final: bool, scales: tuple[int, ...]) -> float:
+        """Multi-scale boundary score of event d. For each of ``scales`` (those that fit the session's
+        correlation length, `models.correlation_length`, else all): the dissimilarity 1 − cos of the mean vectors of the w events
         before d and of the w events from d on, as a robust z-score against that scale's values around d
         (the ``window`` before it and the look-ahead the decision waits for, so a short session has a
         reference from its start). The mean over the scales, plus the reply structure's evidence
@@ -357,7 +352,7 @@ class Segmenter:
         ones, and noise that only one scale sees is averaged away."""
         cfg = self.config
         widths = self._scale_widths()
-        chosen = set(self._chosen_scales(state))
+        chosen = set(scales)
         zs: list[float] = []
         for i, (scale, w) in enumerate(zip(cfg.scales, widths)):
             cut_short = d - w < state.base or d + w > state.seen  # by the context's start or the session's end
@@ -386,7 +381,7 @@ class Segmenter:
         zs: list[float] = []
         for history, w in zip(state.scale_values, self._scale_widths()):
             value = self._block_value(state, d, w, ahead_to, start=ctx_from)
-            zs.append(_robust_z(value, history, cfg.warmup) if len(history) else 0.0)
+            zs.append(_robust_z(value, history, cfg.warmup))
             history.append(value)
             del history[: -cfg.window]
         return float(np.max(zs)) if cfg.scale_combine == "max" else float(np.mean(zs))
@@ -521,19 +516,10 @@ def _robust_z(value: float, reference: Sequence[float], warmup: int) -> float:
 
 
 def _standardise(value: float, history: list[float], window: int, warmup: int) -> float:
-    """Robust z-score of ``value`` against ``history`` — z = (value − median)/(1.4826·MAD) — compressed to
-    sign(z)·log(1 + |z|): order is kept (a candidate still moves to the higher peak) but one huge score
-    cannot swamp the other signal or the threshold's history. 0 before ``warmup`` values or with no
-    spread. Appends ``value`` to ``history``."""
-    z = 0.0
-    if len(history) >= max(warmup, 2):
-        past = np.asarray(history)
-        median = float(np.median(past))
-        # MAD, but never below half the std (a history of mostly equal values has MAD 0)
-        spread = max(1.4826 * float(np.median(np.abs(past - median))), 0.5 * float(np.std(past)))
-        if spread > 1e-9 * (1.0 + abs(median)):
-            z = (value - median) / spread
-            z = math.copysign(math.log1p(abs(z)), z)
+    """`_robust_z` of ``value`` against ``history``, compressed to sign(z)·log(1 + |z|): order is kept (a
+    candidate still moves to the higher peak) but one huge score cannot swamp the other signal or the
+    threshold's history. Appends ``value`` to ``history`` (its latest ``window`` values are kept)."""
+    z = _robust_z(value, history, warmup)
     history.append(value)
     del history[:-window]
-    return z
+    return math.copysign(math.log1p(abs(z)), z)
