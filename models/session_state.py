@@ -65,7 +65,8 @@ class SessionState:
     lm_context: list[int] = field(default_factory=list)  # the session's latest token ids (LM configs only)
     lm_history: list[float] = field(default_factory=list)  # blend: previous LM surprises
     emb_history: list[float] = field(default_factory=list)  # blend: previous embedding scores
-    scale_values: list[list[float]] = field(default_factory=list)  # multiscale: per scale, values from scale_from
+    # multiscale: per scale, its values at events scale_from[i] on (the blend: its latest values, scale_from unused)
+    scale_values: list[list[float]] = field(default_factory=list)
     scale_from: list[int] = field(default_factory=list)  # multiscale: the event index of each scale's first value
     acts: list[bool] = field(default_factory=list)  # reply cue: whether each buffered event is a question
     correlation: CorrelationSums = field(default_factory=CorrelationSums)  # multiscale: the session's running sums
